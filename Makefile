@@ -1,0 +1,41 @@
+# Every target sets up .venv first (pinned packages), so a fresh clone needs only `make serve` or `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export NO_MKDOCS_2_WARNING := 1
+
+.PHONY: setup serve test check build new figures notebooks bench clean
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+serve: setup  ## live-reloading site on http://127.0.0.1:8000
+	$(PY) -m mkdocs serve -a 127.0.0.1:8000 --livereload
+
+check: setup  ## fast contribution checks, then the strict build
+	$(PY) -m vault.check
+
+test: setup  ## the whole suite: checks, strict build, snippets, notebooks, browser tests
+	$(PY) -m vault.check
+	$(PY) -m pytest -n 2
+
+build: setup  ## the static site in site/
+	$(PY) -m mkdocs build --strict -d site
+
+new: setup  ## scaffold a question: make new SECTION=classical-cv NAME="Hough transform" QUESTION="..."
+	$(PY) -m vault.new --section "$(SECTION)" --name "$(NAME)" --question "$(QUESTION)"
+
+figures: setup  ## re-run every snippet, rewriting the committed figures
+	$(PY) -m vault.snippets
+
+notebooks: setup  ## execute the notebooks in place, so they are committed with outputs
+	$(PY) -m vault.notebooks
+
+clean:
+	rm -rf site site-offline .pytest_cache

@@ -1,0 +1,137 @@
+"""Wikilinks: resolution as in Obsidian, code left alone, heading ids as MkDocs makes them."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vault.source import Source, mask_code
+from vault.wikilinks import LinkIndex, find_wikilinks, render
+
+from .conftest import write
+
+
+def test_mask_code_blanks_fences_and_inline_code_only():
+    text = "a [[A]]\n```python\ny = [[B]]\n```\nb `x[[C]]` c\n~~~~\n```\n[[D]]\n~~~~\n[[E]]\n"
+    masked = mask_code(text)
+    assert len(masked) == len(text) and masked.count("\n") == text.count("\n")
+    assert "[[A]]" in masked and "[[E]]" in masked
+    for hidden in ("[[B]]", "[[C]]", "[[D]]"):
+        assert hidden not in masked
+
+
+def test_resolution_follows_obsidian():
+    index = LinkIndex(["a/RANSAC.md", "b/Loss. SS and OD.md", "b/Other.md", "c/Other.md", "img/fig.png"])
+    assert index.resolve("ransac") == ("a/RANSAC.md", None)              # case-insensitive
+    assert index.resolve("Loss. SS and OD.md") == ("b/Loss. SS and OD.md", None)
+    assert index.resolve("c/Other") == ("c/Other.md", None)              # a path picks one
+    assert index.resolve("fig.png") == ("img/fig.png", None)
+    assert "ambiguous" in index.resolve("Other")[1]
+    assert "matches no note" in index.resolve("Loss-SS-and-OD")[1]      # no roamlinks-style fuzzing
+
+
+def rendered(body: str, files: dict[str, str]) -> tuple[str, list]:
+    sources = {uri: Source.parse(uri, text) for uri, text in files.items()}
+    index = LinkIndex(list(files))
+    src = Source.parse("docs/a/Page.md", body)
+    return render("a/Page.md", src, find_wikilinks(src), index, lambda uri: sources[uri].headings)
+
+
+def test_link_text_and_targets():
+    body = "[[Loss. SS and OD#Focal loss]] [[Loss. SS and OD|the loss map]] [[#Here]]\n\n## Here\n"
+    files = {"a/Page.md": body, "n/Loss. SS and OD.md": "# Losses\n\n## Focal loss\n\n## Focal loss\n"}
+    out, problems = rendered(body, files)
+    assert problems == []
+    assert "[Loss. SS and OD › Focal loss](<../n/Loss. SS and OD.md#focal-loss>)" in out
+    assert "[the loss map](<../n/Loss. SS and OD.md>)" in out
+    assert "[Here](<#here>)" in out
+
+
+def test_image_embed_keeps_size():
+    out, problems = rendered("![[fig.png|300]]", {"a/Page.md": "", "img/fig.png": ""})
+    assert problems == [] and out == '![fig.png](<../img/fig.png>){ width="300" }'
+
+
+def test_problems_carry_the_file_line():
+    out, problems = rendered("---\nx: 1\n---\n\nline 5\n[[Nowhere]] and [[Page#Missing]]\n", {"a/Page.md": ""})
+    assert [str(p) for p in problems] == [
+        "docs/a/Page.md:6: wikilink [[Nowhere]] matches no note",
+        "docs/a/Page.md:6: wikilink [[Page#Missing]]: Page has no heading 'Missing'",
+    ]
+    assert "[[Nowhere]]" in out  # left as written; the strict build fails on the warning
+
+
+def build(project: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(project / "site")],
+                          cwd=project, env=env, capture_output=True, text=True)
+
+
+PAGE = """---
+question: A test page?
+tags: [test]
+difficulty: junior
+---
+
+# A test page?
+
+Prose link to [[RANSAC#How many trials]] and inline code `a[[0]]` and `y = [[RANSAC]]`.
+
+```python
+y = [[RANSAC]]
+z = a[[0]]
+```
+"""
+
+
+def add_page(project: Path, body: str) -> None:
+    write(project / "docs/notes/Test page.md", body)
+    index = project / "docs/notes/index.md"
+    index.write_text(index.read_text(encoding="utf-8") + "\n- [[Test page]]\n", encoding="utf-8")
+
+
+def test_build_keeps_code_literal_and_links_prose(project):
+    add_page(project, PAGE)
+    proc = build(project)
+    assert proc.returncode == 0, proc.stderr
+    html = (project / "site/notes/test-page/index.html").read_text(encoding="utf-8")
+    code_blocks = re.findall(r"<code[^>]*>.*?</code>", html, re.S)
+    code_text = re.sub(r"<[^>]+>", "", "".join(code_blocks))
+    assert "y = [[RANSAC]]" in code_text and "a[[0]]" in code_text
+    # Material adds line anchors (#__codelineno-…) to code; no other link may appear inside code.
+    assert not any(re.search(r'<a [^>]*href="(?!#__codelineno)', block) for block in code_blocks)
+    # The prose link lands on the heading id MkDocs generated on the target page.
+    link = re.search(r'<a href="([^"]+)">RANSAC › How many trials</a>', html)
+    assert link and link.group(1) == "../../classical-cv/ransac/#how-many-trials"
+    target = (project / "site/classical-cv/ransac/index.html").read_text(encoding="utf-8")
+    assert 'id="how-many-trials"' in target
+    # ...and the target lists the test page under "Linked from".
+    backlinks = target[target.index('id="linked-from"'):]
+    assert re.search(r'<a href="../../notes/test-page/">Test page</a>', backlinks)
+
+
+@pytest.mark.parametrize("link, message", [
+    ("[[Nowhere]]", r"docs/notes/Test page.md:9: wikilink \[\[Nowhere\]\] matches no note"),
+    ("[[RANSAC#No such heading]]", r"docs/notes/Test page.md:9: wikilink \[\[RANSAC#No such heading\]\]: RANSAC has no heading"),
+])
+def test_build_fails_on_a_broken_wikilink(project, link, message):
+    add_page(project, PAGE.replace("[[RANSAC#How many trials]]", link))
+    proc = build(project)
+    assert proc.returncode != 0
+    assert re.search(message, proc.stderr), proc.stderr
+
+
+def test_aliases_are_shown_and_searchable(project):
+    proc = build(project)
+    assert proc.returncode == 0, proc.stderr
+    html = (project / "site/classical-cv/ransac/index.html").read_text(encoding="utf-8")
+    assert "Also asked as: “Random sample consensus”" in html
+    assert 'class="kb-badge kb-badge--middle"' in html
+    index = json.loads((project / "site/search/search_index.json").read_text(encoding="utf-8"))
+    docs = [d for d in index["docs"] if d["location"].startswith("classical-cv/ransac/")]
+    assert any("Random sample consensus" in d["text"] for d in docs)

@@ -1,0 +1,1 @@
+"""Tooling for the interview knowledge base: the vault model, its MkDocs plugin and its checks."""

@@ -1,0 +1,84 @@
+"""MkDocs plugin: wikilinks, clean URLs, navigation, aliases, difficulty and backlinks for the vault.
+
+It replaces mkdocs-roamlinks-plugin's matching (see wikilinks.py) and does all its work from one
+index built in `on_files`, so a build is linear in the number of notes.
+"""
+from __future__ import annotations
+
+import html
+import logging
+import os
+import posixpath
+import re
+
+from mkdocs.plugins import BasePlugin
+from mkdocs.structure.files import Files
+
+from .source import Source
+from .urls import clean_dest_uri
+from .vault import HOME, Vault
+from .wikilinks import find_wikilinks, render
+
+log = logging.getLogger("mkdocs.plugins.vault")
+H1_RE = re.compile(r"^# .*$", re.M)
+
+
+class VaultPlugin(BasePlugin):
+    vault: Vault
+
+    def on_files(self, files: Files, config):
+        docs_dir = os.path.normpath(config["docs_dir"])
+        ours = [f for f in files if f.src_dir and os.path.normpath(f.src_dir) == docs_dir]
+        texts = {f.src_uri: f.content_string for f in ours if f.src_uri.endswith(".md")}
+        others = [f.src_uri for f in ours if not f.src_uri.endswith(".md")]
+        self.vault = Vault(posixpath.basename(docs_dir), texts, others)
+        for problem in self.vault.link_problems():
+            log.warning(str(problem))
+        for f in ours:
+            if f.is_documentation_page():
+                f.dest_uri = clean_dest_uri(f.src_uri, config["use_directory_urls"])
+                for cached in ("url", "abs_dest_path"):
+                    f.__dict__.pop(cached, None)
+        config["nav"] = self.navigation()
+        return files
+
+    def navigation(self) -> list:
+        vault = self.vault
+        nav: list = [{"Home": HOME}]
+        for section in vault.sections:
+            index = f"{section}/index.md"
+            items = [index] + [{vault.title(uri): uri} for uri in vault.pages_in(section)]
+            nav.append({vault.title(index): items})
+        for uri in sorted(vault.notes):
+            if "/" not in uri and uri != HOME:
+                nav.append({vault.title(uri): uri})
+        return nav
+
+    def on_page_markdown(self, markdown: str, page, config, files):
+        uri = page.file.src_uri
+        src = Source(path=uri, text=markdown, body=markdown)
+        # Problems were reported with file line numbers in on_files; here only the text changes.
+        markdown, _ = render(uri, src, find_wikilinks(src), self.vault.index, self.vault.headings_of)
+        meta_line = self.meta_line(page.meta)
+        if meta_line:
+            m = H1_RE.search(markdown)
+            at = m.end() if m else 0
+            markdown = f"{markdown[:at]}\n\n{meta_line}\n\n{markdown[at:].lstrip(chr(10))}"
+        backlinks = self.vault.backlinks.get(uri)
+        if backlinks and uri != HOME:
+            items = "\n".join(f"- [{self.vault.title(b)}](<{self.vault.relative(uri, b)}>)" for b in backlinks)
+            markdown = f"{markdown.rstrip()}\n\n## Linked from {{ #linked-from }}\n\n{items}\n"
+        return markdown
+
+    @staticmethod
+    def meta_line(meta: dict) -> str:
+        parts = []
+        difficulty = meta.get("difficulty")
+        if isinstance(difficulty, str):
+            level = html.escape(difficulty)
+            parts.append(f'<span class="kb-badge kb-badge--{level}" title="Difficulty">{level}</span>')
+        aliases = meta.get("aliases")
+        if isinstance(aliases, list) and aliases:
+            names = ", ".join(f"“{html.escape(str(a))}”" for a in aliases)
+            parts.append(f'<span class="kb-aliases">Also asked as: {names}</span>')
+        return f'<p class="kb-meta">{" ".join(parts)}</p>' if parts else ""

@@ -1,0 +1,44 @@
+"""Run snippet files as scripts: `python -m vault.snippets [FILE ...]` (what `make figures` runs).
+
+Each snippet runs in its own process with `snippets/` on the path (for the `_figures` helper), the
+Agg backend, and a time limit. Its assertions are the test.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SNIPPETS = ROOT / "snippets"
+TIME_LIMIT_S = 120
+
+
+def snippet_files() -> list[Path]:
+    return sorted(p for p in SNIPPETS.rglob("*.py")
+                  if not p.name.startswith("_") and "__pycache__" not in p.parts)
+
+
+def run(path: Path, figure_dir: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(SNIPPETS), MPLBACKEND="Agg", PYTHONHASHSEED="0")
+    if figure_dir is not None:
+        env["KB_FIGURE_DIR"] = str(figure_dir)
+    return subprocess.run([sys.executable, str(path)], cwd=path.parent, env=env,
+                          capture_output=True, text=True, timeout=TIME_LIMIT_S)
+
+
+def main(argv: list[str]) -> int:
+    failed = 0
+    for path in [Path(a).resolve() for a in argv] or snippet_files():
+        proc = run(path)
+        status = "ok" if proc.returncode == 0 else "FAILED"
+        print(f"{status:6} {path.relative_to(ROOT)}")
+        if proc.returncode:
+            failed += 1
+            print(proc.stderr[-3000:], file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
