@@ -1,8 +1,10 @@
-// Loads KaTeX from the site's own assets, only on pages that contain math.
+// Loads KaTeX and Mermaid from the site's own assets, only on pages that contain math or diagrams.
 // Material's instant navigation swaps pages without a reload, so this runs on every page change.
 (function () {
-  var base = new URL("../vendor/katex/", document.currentScript.src).href;
+  var vendor = new URL("../vendor/", document.currentScript.src).href;
+  var base = vendor + "katex/";
   var loading = null;
+  var mermaidLoading = null;
 
   function load(tag, attrs) {
     return new Promise(function (resolve, reject) {
@@ -42,9 +44,29 @@
     });
   }
 
+  function renderDiagrams() {
+    var blocks = document.querySelectorAll("div.kb-mermaid:not([data-processed])");
+    if (!blocks.length) return;
+    if (!mermaidLoading) {
+      mermaidLoading = load("script", { src: vendor + "mermaid/mermaid.min.js" }).then(function () {
+        window.mermaid.initialize({ startOnLoad: false, securityLevel: "strict" });
+      });
+    }
+    mermaidLoading.then(function () {
+      var dark = document.body.getAttribute("data-md-color-scheme") === "slate";
+      window.mermaid.initialize({ startOnLoad: false, securityLevel: "strict", theme: dark ? "dark" : "default" });
+      return window.mermaid.run({ nodes: blocks });
+    });
+  }
+
+  function renderPage() {
+    renderMath();
+    renderDiagrams();
+  }
+
   if (window.document$) {
-    window.document$.subscribe(renderMath);
+    window.document$.subscribe(renderPage);
   } else {
-    document.addEventListener("DOMContentLoaded", renderMath);
+    document.addEventListener("DOMContentLoaded", renderPage);
   }
 })();
