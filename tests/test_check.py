@@ -154,6 +154,8 @@ def test_orphan_snippet(project, capsys):
     ('<iframe src="https://example.com"></iframe>', r"<iframe>"),
     ('<img src="x.png" onerror="alert(1)">', r"event handler"),
     ('[click](javascript:alert(1))', r"javascript: URLs"),
+    ('![tracking pixel](https://example.com/pixel.png)', r"remote image"),
+    ('<img src="//example.com/pixel.png">', r"remote resource"),
 ])
 def test_unsafe_html(project, capsys, html, message):
     edit(project, RANSAC, "## Pitfalls\n\n", f"## Pitfalls\n\n{html}\n\n")

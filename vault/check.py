@@ -31,6 +31,10 @@ UNSAFE_HTML = [
     (re.compile(r"<\s*iframe\b", re.I), "raw <iframe> is not allowed"),
     (re.compile(r"<[a-z][^>]*\son[a-z]+\s*=", re.I), "inline event handler (on...=) is not allowed"),
     (re.compile(r"javascript\s*:", re.I), "javascript: URLs are not allowed"),
+    # Readers' privacy: a page may not make the browser fetch anything from another site.
+    (re.compile(r"!\[[^\]]*\]\(\s*<?(https?:)?//", re.I), "remote image: commit the file under docs/assets/ instead"),
+    (re.compile(r"<(img|video|audio|source|link|object|embed)\b[^>]*\b(src|href|data)\s*=\s*[\"']?(https?:)?//", re.I),
+     "remote resource: commit the file under docs/assets/ instead"),
 ]
 PLACEHOLDER_RE = re.compile(r"\b(TODO|TBD|FIXME)\b|lorem ipsum", re.I)
 

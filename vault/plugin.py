@@ -23,8 +23,19 @@ log = logging.getLogger("mkdocs.plugins.vault")
 H1_RE = re.compile(r"^# .*$", re.M)
 
 
+OFFLINE_SHIM = "assets/vendor/iframe-worker/shim.js"
+
+
 class VaultPlugin(BasePlugin):
     vault: Vault
+
+    def on_config(self, config):
+        # Material's offline plugin adds iframe-worker from a CDN unless a polyfill named like it is
+        # already listed: list the vendored copy. (Runs first: vault comes before offline in mkdocs.yml.)
+        offline = config["plugins"].get("material/offline") or config["plugins"].get("offline")
+        if offline is not None and offline.config.enabled:
+            config["extra"]["polyfills"] = [OFFLINE_SHIM, *config["extra"].get("polyfills", [])]
+        return config
 
     def on_files(self, files: Files, config):
         docs_dir = os.path.normpath(config["docs_dir"])
