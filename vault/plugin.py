@@ -11,9 +11,12 @@ import os
 import posixpath
 import re
 
+from pathlib import Path
+
 from mkdocs.plugins import BasePlugin
 from mkdocs.structure.files import Files
 
+from .search import refine as refine_search_index
 from .source import Source
 from .urls import clean_dest_uri
 from .vault import HOME, Vault
@@ -51,6 +54,7 @@ class VaultPlugin(BasePlugin):
                 for cached in ("url", "abs_dest_path"):
                     f.__dict__.pop(cached, None)
         config["nav"] = self.navigation()
+        self.aliases: dict[str, list[str]] = {}
         return files
 
     def navigation(self) -> list:
@@ -67,6 +71,9 @@ class VaultPlugin(BasePlugin):
 
     def on_page_markdown(self, markdown: str, page, config, files):
         uri = page.file.src_uri
+        aliases = page.meta.get("aliases")
+        if isinstance(aliases, list) and aliases:
+            self.aliases[page.url] = [str(a) for a in aliases]
         src = Source(path=uri, text=markdown, body=markdown)
         # Problems were reported with file line numbers in on_files; here only the text changes.
         markdown, _ = render(uri, src, find_wikilinks(src), self.vault.index, self.vault.headings_of)
@@ -93,3 +100,9 @@ class VaultPlugin(BasePlugin):
             names = ", ".join(f"“{html.escape(str(a))}”" for a in aliases)
             parts.append(f'<span class="kb-aliases">Also asked as: {names}</span>')
         return f'<p class="kb-meta">{" ".join(parts)}</p>' if parts else ""
+
+    def on_post_build(self, config):
+        # After the search plugin wrote its index (it is listed first), before offline inlines it.
+        index_file = Path(config["site_dir"]) / "search" / "search_index.json"
+        if index_file.is_file():
+            refine_search_index(index_file, self.aliases)

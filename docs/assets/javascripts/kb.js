@@ -29,10 +29,11 @@
   }
 
   function renderMath() {
-    var blocks = document.querySelectorAll(".arithmatex");
-    if (!blocks.length) return;
+    if (!document.querySelector(".arithmatex")) return;
     katexReady().then(function () {
-      blocks.forEach(function (el) {
+      // Render each block once, even if this runs twice for one page (load and document$).
+      document.querySelectorAll(".arithmatex").forEach(function (el) {
+        if (el.querySelector(".katex")) return;
         renderMathInElement(el, {
           delimiters: [
             { left: "\\(", right: "\\)", display: false },
@@ -53,6 +54,8 @@
       });
     }
     mermaidLoading.then(function () {
+      blocks = [].filter.call(blocks, function (el) { return !el.hasAttribute("data-processed"); });
+      if (!blocks.length) return;
       var dark = document.body.getAttribute("data-md-color-scheme") === "slate";
       window.mermaid.initialize({ startOnLoad: false, securityLevel: "strict", theme: dark ? "dark" : "default" });
       return window.mermaid.run({ nodes: blocks });
@@ -64,9 +67,12 @@
     renderDiagrams();
   }
 
-  if (window.document$) {
-    window.document$.subscribe(renderPage);
-  } else {
+  // document$ fires on every instant-navigation page change, but not on file:// (the offline copy),
+  // so the first page is also rendered on load.
+  if (window.document$) window.document$.subscribe(renderPage);
+  if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", renderPage);
+  } else {
+    renderPage();
   }
 })();
