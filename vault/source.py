@@ -1,6 +1,7 @@
 """Read one Markdown note: front matter, body, code regions and headings, with line numbers."""
 from __future__ import annotations
 
+import functools
 import html
 import re
 from dataclasses import dataclass, field
@@ -31,6 +32,13 @@ class Heading:
     text: str
     id: str
     line: int
+
+
+@functools.lru_cache(maxsize=1)
+def heading_converter() -> markdown.Markdown:
+    """One Markdown instance, reset per note: it only reads headings, with MkDocs' id rule."""
+    return markdown.Markdown(extensions=["toc", "attr_list"],
+                             extension_configs={"toc": {"slugify": slugify_heading}})
 
 
 def mask_code(text: str) -> str:
@@ -117,10 +125,8 @@ class Source:
         found = [(m, len(m.group(1))) for m in HEADING_RE.finditer(self.masked_body)]
         if not found:
             return []
-        md = markdown.Markdown(
-            extensions=["toc", "attr_list"],
-            extension_configs={"toc": {"slugify": slugify_heading}},
-        )
+        md = heading_converter()
+        md.reset()
         md.convert("\n\n".join(self.body[m.start():m.end()] for m, _ in found))
         tokens: list[dict] = []
 
