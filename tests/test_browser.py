@@ -17,7 +17,15 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 SEARCHES = [
     ("RANSAC", "classical-cv/ransac/"),
     ("random sample consensus", "classical-cv/ransac/"),
-    ("robust model fitting outliers", "classical-cv/ransac/"),
+    ("Ботлнек слой в реснете", "notes/resnet/"),                  # the seed's own Russian line, an alias
+    ("батчнорм до или после активации", "notes/network-topology/"),
+    ("vanishing gradient", "deep-learning/vanishing-gradients/"),
+    ("lucas kanade optical flow", "classical-cv/optical-flow/"),
+    ("region proposal network", "cv-deep-learning/region-proposal-network/"),
+    ("LSTM GRU", "deep-learning/lstm-and-gru/"),
+    ("camera calibration lens distortion", "classical-cv/camera-calibration/"),
+    ("face recognition airport", "case-studies/airport-face-recognition/"),
+    ("A/B testing", "production/a-b-testing-ml-models/"),
 ]
 
 
