@@ -5,6 +5,7 @@ the answer is read from the page's own `## In 30 seconds` section, so it is neve
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import markdown
@@ -33,10 +34,17 @@ class Card:
         return render_answer(self.answer_md)
 
 
+@functools.lru_cache(maxsize=1)
+def answer_converter() -> markdown.Markdown:
+    return markdown.Markdown(extensions=["pymdownx.arithmatex", "pymdownx.betterem", "tables", "sane_lists"],
+                             extension_configs={"pymdownx.arithmatex": {"generic": True}})
+
+
 def render_answer(text: str) -> str:
     """HTML for an answer; math stays as \\( \\) and \\[ \\], which KaTeX and Anki's MathJax both read."""
-    return markdown.markdown(text, extensions=["pymdownx.arithmatex", "pymdownx.betterem", "tables", "sane_lists"],
-                             extension_configs={"pymdownx.arithmatex": {"generic": True}})
+    md = answer_converter()
+    md.reset()
+    return md.convert(text)
 
 
 def answer_section(body: str, masked_body: str) -> str:
