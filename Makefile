@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: setup serve test check build new figures notebooks bench clean
+.PHONY: setup serve test check build offline new figures notebooks bench clean
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ test: setup  ## the whole suite: checks, strict build, snippets, notebooks, brow
 build: setup  ## the static site in site/
 	$(PY) -m mkdocs build --strict -d site
 
+offline: setup  ## a copy that works from disk (file://), search included, zipped as site-offline.zip
+	rm -rf site-offline site-offline.zip
+	OFFLINE=true $(PY) -m mkdocs build --strict -d site-offline
+	$(PY) -m zipfile -c site-offline.zip site-offline/
+
+bench: setup  ## build scaling, search index size and page weight (prints figures, asserts nothing)
+	$(PY) -m vault.bench
+
 new: setup  ## scaffold a question: make new SECTION=classical-cv NAME="Hough transform" QUESTION="..."
 	$(PY) -m vault.new --section "$(SECTION)" --name "$(NAME)" --question "$(QUESTION)"
 
@@ -38,4 +46,4 @@ notebooks: setup  ## execute the notebooks in place, so they are committed with 
 	$(PY) -m vault.notebooks
 
 clean:
-	rm -rf site site-offline .pytest_cache
+	rm -rf site site-offline site-offline.zip .pytest_cache .cache

@@ -51,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--section", required=True)
     parser.add_argument("--name", required=True, help="short note title; also the file name")
     parser.add_argument("--question", required=True, help="the question, verbatim")
+    parser.add_argument("--root", type=Path, default=ROOT, help="project root")
     args = parser.parse_args(argv)
-    vault = Vault.load(ROOT / "docs")
+    root = args.root
+    vault = Vault.load(root / "docs")
     if args.section not in vault.sections:
         parser.error(f"unknown section {args.section!r}; one of: {', '.join(vault.sections)}")
     if FORBIDDEN & set(args.name) or not args.name.strip():
@@ -60,15 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     resolved, _ = vault.index.resolve(args.name)
     if resolved:
         parser.error(f"a note named {args.name!r} already exists: docs/{resolved}")
-    page = ROOT / "docs" / args.section / f"{args.name}.md"
+    page = root / "docs" / args.section / f"{args.name}.md"
     snippet_rel = f"{args.section}/{re.sub(r'[^0-9a-z]+', '_', args.name.lower()).strip('_')}.py"
-    snippet = ROOT / "snippets" / snippet_rel
+    snippet = root / "snippets" / snippet_rel
     if snippet.exists():
         parser.error(f"snippets/{snippet_rel} already exists")
     page.write_text(page_text(args.question, snippet_rel), encoding="utf-8")
     snippet.parent.mkdir(parents=True, exist_ok=True)
     snippet.write_text(SNIPPET, encoding="utf-8")
-    index = ROOT / "docs" / args.section / "index.md"
+    index = root / "docs" / args.section / "index.md"
     text = index.read_text(encoding="utf-8").rstrip("\n")
     link = f"[[{args.name}|{args.question}]]"
     planned = re.search(rf"^(\d+\. ){re.escape(args.question)}.*$", text, re.M)
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         text += f"\n{number}. {link}"
     index.write_text(text + "\n", encoding="utf-8")
     for path in (page, snippet, index):
-        print(f"wrote {path.relative_to(ROOT)}")
+        print(f"wrote {path.relative_to(root)}")
     print("Now fill every TODO; `make check` tells you what is left.")
     return 0
 

@@ -11,15 +11,25 @@ import os
 import posixpath
 import re
 
-from mkdocs.plugins import BasePlugin
-from mkdocs.structure.files import Files
+from pathlib import Path
 
+from mkdocs.plugins import BasePlugin
+from mkdocs.structure.files import File, Files
+from mkdocs.utils import get_relative_url
+
+from . import anki, practice
+from .cards import collect as collect_cards
+from .search import refine as refine_search_index
 from .source import Source
 from .urls import clean_dest_uri
 from .vault import HOME, Vault
 from .wikilinks import find_wikilinks, render
 
 log = logging.getLogger("mkdocs.plugins.vault")
+# Material draws every item of the current top-level section into each page; past this many pages a
+# section is split into groups, and navigation.prune then draws only the current group's pages, so
+# the navigation cost per page stays flat as the vault grows.
+NAV_GROUP_SIZE = 40
 H1_RE = re.compile(r"^# .*$", re.M)
 
 
@@ -50,7 +60,19 @@ class VaultPlugin(BasePlugin):
                 f.dest_uri = clean_dest_uri(f.src_uri, config["use_directory_urls"])
                 for cached in ("url", "abs_dest_path"):
                     f.__dict__.pop(cached, None)
+        self.cards = collect_cards(self.vault)
+        site_url = config["site_url"] or ""
+        for src_uri, content in (
+            (practice.HANDOUT, practice.handout_markdown(self.cards)),
+            (f"{practice.DOWNLOADS}/{anki.DECK_FILE}", anki.deck_bytes(self.cards, site_url)),
+            (f"{practice.DOWNLOADS}/{anki.CSV_FILE}", anki.csv_text(self.cards, site_url)),
+        ):
+            generated = File.generated(config, src_uri, content=content)
+            if generated.is_documentation_page():
+                generated.dest_uri = clean_dest_uri(src_uri, config["use_directory_urls"])
+            files.append(generated)
         config["nav"] = self.navigation()
+        self.aliases: dict[str, list[str]] = {}
         return files
 
     def navigation(self) -> list:
@@ -58,15 +80,23 @@ class VaultPlugin(BasePlugin):
         nav: list = [{"Home": HOME}]
         for section in vault.sections:
             index = f"{section}/index.md"
-            items = [index] + [{vault.title(uri): uri} for uri in vault.pages_in(section)]
-            nav.append({vault.title(index): items})
+            pages = [{vault.title(uri): uri} for uri in vault.pages_in(section)]
+            nav.append({vault.title(index): [index] + group(pages)})
         for uri in sorted(vault.notes):
             if "/" not in uri and uri != HOME:
                 nav.append({vault.title(uri): uri})
+        nav.append({"Printable handout": practice.HANDOUT})
         return nav
 
     def on_page_markdown(self, markdown: str, page, config, files):
         uri = page.file.src_uri
+        difficulty = page.meta.get("difficulty")
+        if isinstance(difficulty, str) and isinstance(page.meta.get("tags"), list):
+            # The tags index then lists questions by difficulty as well as by topic.
+            page.meta["tags"] = [*page.meta["tags"], f"difficulty: {difficulty}"]
+        aliases = page.meta.get("aliases")
+        if isinstance(aliases, list) and aliases:
+            self.aliases[page.url] = [str(a) for a in aliases]
         src = Source(path=uri, text=markdown, body=markdown)
         # Problems were reported with file line numbers in on_files; here only the text changes.
         markdown, _ = render(uri, src, find_wikilinks(src), self.vault.index, self.vault.headings_of)
@@ -81,6 +111,12 @@ class VaultPlugin(BasePlugin):
             markdown = f"{markdown.rstrip()}\n\n## Linked from {{ #linked-from }}\n\n{items}\n"
         return markdown
 
+    def on_page_content(self, html_text: str, page, config, files):
+        if page.file.src_uri != practice.PRACTICE:
+            return html_text
+        hrefs = {c.uri: get_relative_url(files.get_file_from_path(c.uri).url, page.url) for c in self.cards}
+        return html_text + practice.practice_data(self.cards, hrefs)
+
     @staticmethod
     def meta_line(meta: dict) -> str:
         parts = []
@@ -93,3 +129,21 @@ class VaultPlugin(BasePlugin):
             names = ", ".join(f"“{html.escape(str(a))}”" for a in aliases)
             parts.append(f'<span class="kb-aliases">Also asked as: {names}</span>')
         return f'<p class="kb-meta">{" ".join(parts)}</p>' if parts else ""
+
+    def on_post_build(self, config):
+        # After the search plugin wrote its index (it is listed first), before offline inlines it.
+        index_file = Path(config["site_dir"]) / "search" / "search_index.json"
+        if index_file.is_file():
+            refine_search_index(index_file, self.aliases)
+
+
+def group(items: list[dict]) -> list[dict]:
+    """Split a long section's navigation into titled groups of NAV_GROUP_SIZE pages."""
+    if len(items) <= NAV_GROUP_SIZE:
+        return items
+    groups = []
+    for start in range(0, len(items), NAV_GROUP_SIZE):
+        chunk = items[start:start + NAV_GROUP_SIZE]
+        first, last = next(iter(chunk[0])), next(iter(chunk[-1]))
+        groups.append({f"{first} … {last}": chunk})
+    return groups

@@ -1,6 +1,7 @@
 """Read one Markdown note: front matter, body, code regions and headings, with line numbers."""
 from __future__ import annotations
 
+import functools
 import html
 import re
 from dataclasses import dataclass, field
@@ -31,6 +32,26 @@ class Heading:
     text: str
     id: str
     line: int
+
+
+# Anything Python-Markdown might turn into markup, entities or symbols inside a heading.
+MARKUP_RE = re.compile(r"[`*_\[\]<>&\\${}!~^=|]|\(c\)|\(r\)|\(tm\)|-->|<--|\+-|\d/\d", re.I)
+
+
+def unique_id(candidate: str, taken: list[str]) -> str:
+    """toc's rule for a repeated id: heading, heading_1, heading_2, ..."""
+    base, n, result = candidate, 0, candidate
+    while result in taken or not result:
+        n += 1
+        result = f"{base}_{n}"
+    return result
+
+
+@functools.lru_cache(maxsize=1)
+def heading_converter() -> markdown.Markdown:
+    """One Markdown instance, reset per note: it only reads headings, with MkDocs' id rule."""
+    return markdown.Markdown(extensions=["toc", "attr_list"],
+                             extension_configs={"toc": {"slugify": slugify_heading}})
 
 
 def mask_code(text: str) -> str:
@@ -117,10 +138,16 @@ class Source:
         found = [(m, len(m.group(1))) for m in HEADING_RE.finditer(self.masked_body)]
         if not found:
             return []
-        md = markdown.Markdown(
-            extensions=["toc", "attr_list"],
-            extension_configs={"toc": {"slugify": slugify_heading}},
-        )
+        texts = [m.group(2) for m, _ in found]
+        if not any(MARKUP_RE.search(t) for t in texts):
+            # Plain headings (the usual case): MkDocs' id is the slug, made unique as toc does.
+            ids: list[str] = []
+            for t in texts:
+                ids.append(unique_id(slugify_heading(t, "-"), ids))
+            return [Heading(level=level, text=t, id=i, line=self.body_line_of(m.start()))
+                    for (m, level), t, i in zip(found, texts, ids)]
+        md = heading_converter()
+        md.reset()
         md.convert("\n\n".join(self.body[m.start():m.end()] for m, _ in found))
         tokens: list[dict] = []
 

@@ -13,6 +13,7 @@ from .source import Heading, Source
 from .wikilinks import LinkIndex, Problem, Wikilink, find_wikilinks, note_name, render
 
 HOME = "index.md"
+NOTES = "notes"  # the concept-notes section: same anatomy as questions, but not practice cards
 
 
 class Vault:
@@ -77,9 +78,10 @@ class Vault:
         return listed + [u for u in members if u not in listed]
 
     def title(self, uri: str) -> str:
-        """Short title used in navigation and backlinks: the note name, or a section's H1."""
+        """Short title used in navigation and backlinks: the note name, or the H1 of a section index
+        or a top-level page."""
         src = self.notes.get(uri)
-        if uri.endswith("index.md") and src and src.h1:
+        if (uri.endswith("index.md") or "/" not in uri) and src and src.h1:
             return src.h1.text
         name = note_name(uri)
         return name[:-6] if name.endswith(".ipynb") else name

@@ -1,7 +1,8 @@
 // Loads KaTeX and Mermaid from the site's own assets, only on pages that contain math or diagrams.
 // Material's instant navigation swaps pages without a reload, so this runs on every page change.
 (function () {
-  var vendor = new URL("../vendor/", document.currentScript.src).href;
+  var scriptUrl = document.currentScript.src;
+  var vendor = new URL("../vendor/", scriptUrl).href;
   var base = vendor + "katex/";
   var loading = null;
   var mermaidLoading = null;
@@ -28,11 +29,13 @@
     return loading;
   }
 
-  function renderMath() {
-    var blocks = document.querySelectorAll(".arithmatex");
-    if (!blocks.length) return;
+  function renderMath(root) {
+    root = root || document;
+    if (!root.querySelector(".arithmatex")) return;
     katexReady().then(function () {
-      blocks.forEach(function (el) {
+      // Render each block once, even if this runs twice for one page (load and document$).
+      root.querySelectorAll(".arithmatex").forEach(function (el) {
+        if (el.querySelector(".katex")) return;
         renderMathInElement(el, {
           delimiters: [
             { left: "\\(", right: "\\)", display: false },
@@ -53,20 +56,36 @@
       });
     }
     mermaidLoading.then(function () {
+      blocks = [].filter.call(blocks, function (el) { return !el.hasAttribute("data-processed"); });
+      if (!blocks.length) return;
       var dark = document.body.getAttribute("data-md-color-scheme") === "slate";
       window.mermaid.initialize({ startOnLoad: false, securityLevel: "strict", theme: dark ? "dark" : "default" });
       return window.mermaid.run({ nodes: blocks });
     });
   }
 
+  var practiceLoading = null;
+
+  function startPractice() {
+    if (!document.getElementById("kb-practice")) return;
+    if (window.kbPractice) return window.kbPractice.init();
+    if (!practiceLoading) practiceLoading = load("script", { src: new URL("practice.js", scriptUrl).href });
+  }
+
   function renderPage() {
     renderMath();
     renderDiagrams();
+    startPractice();
   }
 
-  if (window.document$) {
-    window.document$.subscribe(renderPage);
-  } else {
+  window.kbRenderMath = renderMath;
+
+  // document$ fires on every instant-navigation page change, but not on file:// (the offline copy),
+  // so the first page is also rendered on load.
+  if (window.document$) window.document$.subscribe(renderPage);
+  if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", renderPage);
+  } else {
+    renderPage();
   }
 })();

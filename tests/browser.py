@@ -1,0 +1,113 @@
+"""Build the site, serve it on 127.0.0.1, and drive Debian's Chromium with Playwright.
+
+Shared by the browser tests. Nothing here reaches outside this machine: every request to another
+origin is recorded and aborted before it leaves the browser.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlparse
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def build_site(project: Path, dest: Path, offline: bool = False) -> Path:
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    if offline:
+        env["OFFLINE"] = "true"
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(dest)],
+                          cwd=project, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return dest
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+class Server:
+    """A static file server for a built site on an ephemeral loopback port."""
+
+    def __init__(self, root: Path):
+        handler = functools.partial(QuietHandler, directory=str(root))
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@dataclass
+class Visit:
+    """What one page did while loading: requests to other origins, console errors, uncaught errors."""
+    foreign_requests: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[str]:
+        return [f"foreign request: {u}" for u in self.foreign_requests] + \
+               [f"console error: {e}" for e in self.console_errors]
+
+
+def same_origin(url: str, origin: str) -> bool:
+    u = urlparse(url)
+    if u.scheme in ("data", "blob", "about"):
+        return True
+    if origin.startswith("file:"):
+        return u.scheme == "file"
+    o = urlparse(origin)
+    return (u.scheme, u.netloc) == (o.scheme, o.netloc)
+
+
+def watch(page, origin: str) -> Visit:
+    """Record (and abort) every request leaving `origin`, and every console or page error."""
+    visit = Visit()
+
+    def route(r):
+        if same_origin(r.request.url, origin):
+            r.continue_()
+        else:
+            visit.foreign_requests.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.on("console", lambda m: visit.console_errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: visit.console_errors.append(str(e)))
+    return visit
+
+
+def settle(page, timeout_ms: int = 15000) -> bool:
+    """Wait until the page's lazily loaded math and diagrams are drawn. False if they never are."""
+    page.wait_for_load_state("networkidle")
+    try:
+        page.wait_for_function(
+            """() => [...document.querySelectorAll('.arithmatex')].every(e => e.querySelector('.katex'))
+                   && [...document.querySelectorAll('div.kb-mermaid')].every(e => e.querySelector('svg'))""",
+            timeout=timeout_ms,
+        )
+        return True
+    except Exception:  # playwright's TimeoutError
+        return False
+
+
+def raw_math(page) -> list[str]:
+    """TeX delimiters left in the article's prose (code blocks aside): math that did not render."""
+    text = page.evaluate("""() => {
+        const article = document.querySelector('article').cloneNode(true);
+        article.querySelectorAll('pre, code, .katex').forEach(e => e.remove());
+        return article.textContent;
+    }""")
+    return [frag for frag in ("$$", "\\(", "\\[", "\\begin{") if frag in text]

@@ -1,0 +1,207 @@
+"""The site as readers meet it, in a real browser (Debian's Chromium, driven by Playwright)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from vault.vault import Vault
+
+from .browser import CHROMIUM, CHROMIUM_ARGS, Server, build_site, raw_math, settle, watch
+from .conftest import ROOT, write
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+# (query, the page expected as the first hit). Aliases, including the seed's Russian line, must find their page.
+SEARCHES = [
+    ("RANSAC", "classical-cv/ransac/"),
+    ("random sample consensus", "classical-cv/ransac/"),
+    ("Ботлнек слой в реснете", "notes/resnet/"),                  # the seed's own Russian line, an alias
+    ("батчнорм до или после активации", "notes/network-topology/"),
+    ("vanishing gradient", "deep-learning/vanishing-gradients/"),
+    ("lucas kanade optical flow", "classical-cv/optical-flow/"),
+    ("region proposal network", "cv-deep-learning/region-proposal-network/"),
+    ("LSTM GRU", "deep-learning/lstm-and-gru/"),
+    ("camera calibration lens distortion", "classical-cv/camera-calibration/"),
+    ("face recognition airport", "case-studies/airport-face-recognition/"),
+    ("A/B testing", "production/a-b-testing-ml-models/"),
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    assert Path(CHROMIUM).exists(), "Chromium is missing: apt-get install chromium"
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory):
+    root = build_site(ROOT, tmp_path_factory.mktemp("site") / "site")
+    server = Server(root)
+    yield server.url, root
+    server.close()
+
+
+def open_page(browser, url: str, origin: str, settle_ms: int = 15000):
+    context = browser.new_context()
+    page = context.new_page()
+    visit = watch(page, origin)
+    page.goto(url)
+    settle(page, settle_ms)
+    return page, visit
+
+
+def html_pages(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.html")
+                  if p.name != "404.html" and not p.relative_to(root).parts[0] == "assets")
+
+
+def search(page, query: str, origin: str) -> list[str]:
+    """Type a query into the search box; return the result pages, best first, relative to the site."""
+    page.click("input.md-search__input")
+    page.keyboard.type(query, delay=20)
+    page.wait_for_selector("li.md-search-result__item a.md-search-result__link", timeout=10000)
+    hrefs = page.eval_on_selector_all("li.md-search-result__item > a.md-search-result__link",
+                                      "els => els.map(e => e.href)")
+    return [re.split(r"[?#]", h)[0].removeprefix(origin) for h in hrefs]
+
+
+@pytest.mark.parametrize("query, expected", SEARCHES)
+def test_search_finds_the_right_page_first(browser, site, query, expected):
+    url, _ = site
+    page, visit = open_page(browser, url, url)
+    hits = search(page, query, url)
+    assert hits and hits[0] == expected, hits[:5]
+    assert not visit.problems
+
+
+def test_every_page_loads_without_console_errors_or_foreign_requests(browser, site):
+    url, root = site
+    context = browser.new_context()
+    page = context.new_page()
+    visit = watch(page, url)
+    unrendered = []
+    for rel in html_pages(root):
+        page.goto(url + rel)
+        if not settle(page) or raw_math(page):
+            unrendered.append(rel)
+    assert len(html_pages(root)) >= 9
+    assert not visit.problems, visit.problems
+    assert not unrendered, f"math or diagrams did not render on {unrendered}"
+
+
+def test_math_renders(browser, site):
+    url, _ = site
+    page, visit = open_page(browser, url + "classical-cv/ransac/", url)
+    assert page.locator(".arithmatex .katex").count() >= 10
+    assert raw_math(page) == []
+    assert not visit.problems
+
+
+def test_dark_light_toggle(browser, site):
+    url, _ = site
+    page, _ = open_page(browser, url, url)
+    scheme = lambda: page.get_attribute("body", "data-md-color-scheme")
+    first = scheme()
+    page.locator("label.md-header__button[for^='__palette_']:visible").click()
+    page.wait_for_function(f"document.body.getAttribute('data-md-color-scheme') !== '{first}'")
+    assert {first, scheme()} == {"default", "slate"}
+    page.locator("label.md-header__button[for^='__palette_']:visible").click()
+    page.wait_for_function(f"document.body.getAttribute('data-md-color-scheme') === '{first}'")
+
+
+def test_code_blocks_have_a_copy_button(browser, site):
+    url, _ = site
+    page, _ = open_page(browser, url + "classical-cv/ransac/", url)
+    blocks = page.locator("article pre").count()
+    assert blocks >= 4
+    assert page.locator("article .md-code__button[data-md-type='copy'], article button.md-clipboard").count() >= blocks
+
+
+def test_wikilink_lands_on_the_target_heading(browser, site):
+    vault = Vault.load(ROOT / "docs")
+    source, link = next((uri, l) for uri, links in sorted(vault.links.items()) for l in links
+                        if l.name and l.heading and not l.alias)
+    target, _ = vault.index.resolve(link.name)
+    heading = next(h for h in vault.headings_of(target) if h.text.lower() == link.heading.lower())
+    url, _ = site
+    page, _ = open_page(browser, url + clean_url(source), url)
+    page.get_by_role("link", name=f"{vault.title(target)} › {heading.text}").first.click()
+    page.wait_for_url(re.compile(f"#{re.escape(heading.id)}$"))
+    assert page.url.split("#")[0].endswith(clean_url(target))
+    assert page.locator(f"[id='{heading.id}']").is_visible()
+    assert page.evaluate(f"document.getElementById('{heading.id}').getBoundingClientRect().top") < 300
+
+
+def test_linked_from_lists_the_real_backlinks(browser, site):
+    vault = Vault.load(ROOT / "docs")
+    assert vault.backlinks, "no note links to another note"
+    url, _ = site
+    page, _ = open_page(browser, url, url)
+    for target, sources in sorted(vault.backlinks.items())[:5]:
+        page.goto(url + clean_url(target))
+        hrefs = page.eval_on_selector_all("#linked-from + ul a", "els => els.map(a => a.href)")
+        expected = {url + clean_url(s) for s in sources}
+        assert set(hrefs) == expected, (target, hrefs)
+
+
+def clean_url(uri: str) -> str:
+    from vault.urls import clean_dest_uri
+    return clean_dest_uri(uri).removesuffix("index.html")
+
+
+# --- the detectors themselves catch what they are meant to catch -------------------------------
+
+FAULTS = {
+    "Foreign.md": "# Foreign\n\n![a tracking pixel](https://example.com/pixel.png)\n",
+    "Broken math.md": "# Broken math\n\nAn undefined macro: $\\notamacro{x}$.\n",
+    "Raw math.md": '# Raw math\n\n<div markdown="0">$$x^2$$</div>\n',
+}
+
+
+@pytest.fixture(scope="module")
+def faulty_site(tmp_path_factory):
+    import shutil
+    project = tmp_path_factory.mktemp("faulty")
+    for name in ("docs", "snippets", "overrides"):
+        shutil.copytree(ROOT / name, project / name)
+    shutil.copy(ROOT / "mkdocs.yml", project / "mkdocs.yml")
+    for name, text in FAULTS.items():
+        write(project / "docs/notes" / name, text)
+    server = Server(build_site(project, project / "site"))
+    yield server.url
+    server.close()
+
+
+def test_a_foreign_request_is_caught(browser, faulty_site):
+    _, visit = open_page(browser, faulty_site + "notes/foreign/", faulty_site, settle_ms=3000)
+    assert visit.foreign_requests == ["https://example.com/pixel.png"]
+
+
+def test_a_console_error_is_caught(browser, faulty_site):
+    _, visit = open_page(browser, faulty_site + "notes/broken-math/", faulty_site, settle_ms=3000)
+    assert any("ParseError" in e or "KaTeX" in e for e in visit.console_errors), visit.console_errors
+
+
+def test_unrendered_math_is_caught(browser, faulty_site):
+    page, _ = open_page(browser, faulty_site + "notes/raw-math/", faulty_site, settle_ms=3000)
+    assert raw_math(page) == ["$$"]
+
+
+# --- offline copy ---------------------------------------------------------------------------------
+
+def test_offline_copy_works_from_disk_with_search(browser, tmp_path):
+    root = build_site(ROOT, tmp_path / "site-offline", offline=True)
+    origin = root.as_uri() + "/"
+    page, visit = open_page(browser, origin + "index.html", origin)
+    hits = search(page, "random sample consensus", origin)
+    assert hits[0] == "classical-cv/ransac.html", hits
+    page.click("li.md-search-result__item > a.md-search-result__link")
+    page.wait_for_url(re.compile(r"classical-cv/ransac\.html"))
+    settle(page)
+    assert page.locator(".arithmatex .katex").count() >= 10
+    assert not visit.problems, visit.problems

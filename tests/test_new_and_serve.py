@@ -1,0 +1,58 @@
+"""The contributor path: `make new` scaffolds a page the checker holds back, and `make serve` serves."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from vault.check import main as check_main
+from vault.new import main as new_main
+
+from .conftest import ROOT
+
+QUESTION = "What is non-maximum suppression, and where is it used?"
+
+
+def test_scaffolded_page_is_well_formed_but_rejected_until_written(project, capsys):
+    assert new_main(["--root", str(project), "--section", "cv-deep-learning", "--name", "Non-maximum suppression",
+                     "--question", QUESTION]) == 0
+    page = project / "docs/cv-deep-learning/Non-maximum suppression.md"
+    assert page.is_file() and (project / "snippets/cv-deep-learning/non_maximum_suppression.py").is_file()
+    assert f"[[Non-maximum suppression|{QUESTION}]]" in (project / "docs/cv-deep-learning/index.md").read_text()
+    capsys.readouterr()
+    assert check_main(["--root", str(project), "--no-build"]) == 1
+    problems = [l for l in capsys.readouterr().out.splitlines() if "Non-maximum suppression.md" in l or "non_maximum" in l]
+    assert problems and all("placeholder" in p for p in problems), problems  # only the TODOs, nothing malformed
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_serves_the_site():
+    from urllib.parse import urlparse
+
+    from mkdocs.config import load_config
+    base = urlparse(load_config(str(ROOT / "mkdocs.yml"))["site_url"]).path  # mkdocs serve mounts the site there
+    port = free_port()
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    proc = subprocess.Popen([sys.executable, "-m", "mkdocs", "serve", "-a", f"127.0.0.1:{port}", "--no-livereload"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline, body = time.monotonic() + 120, ""
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{base}classical-cv/ransac/", timeout=2) as r:
+                    body = r.read().decode()
+                    break
+            except OSError:
+                time.sleep(0.5)
+        assert "How does the RANSAC algorithm help in model fitting?" in body, proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "timeout"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

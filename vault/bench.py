@@ -1,0 +1,169 @@
+"""`make bench`: figures for build speed, search index size and page weight. Prints, asserts nothing.
+
+1. Build scaling: synthetic vaults of 250, 1,000 and 2,000 notes built with the real configuration
+   (plugins, hooks, theme), against the floor of converting the same notes with Python-Markdown,
+   measured in the same run; plus the rebuild `make serve` does after one note changes.
+2. Search index: bytes in total and per page, for the real site and the synthetic vaults.
+3. Page weight: bytes a question page transfers on first load (HTML, CSS, JS, fonts, images,
+   other), measured in Chromium against the built site.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import markdown
+from mkdocs.commands.build import build
+from mkdocs.config import load_config
+
+from .synthetic import make_vault
+from .urls import clean_dest_uri
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load(project: Path, site_dir: Path):
+    return load_config(str(project / "mkdocs.yml"), site_dir=str(site_dir), strict=True)
+
+
+def timed_build(project: Path, site_dir: Path) -> float:
+    config = load(project, site_dir)  # `mkdocs serve` reloads the configuration on every rebuild too
+    start = time.perf_counter()
+    build(config)
+    return time.perf_counter() - start
+
+
+def markdown_floor(project: Path, with_extensions: bool) -> float:
+    """Convert every note with Python-Markdown alone: no extensions, or the site's extension set."""
+    texts = [p.read_text(encoding="utf-8") for p in sorted((project / "docs").rglob("*.md"))]
+    kwargs = {}
+    if with_extensions:
+        config = load(project, project / "unused-site")
+        kwargs = dict(extensions=config["markdown_extensions"], extension_configs=config["mdx_configs"])
+    start = time.perf_counter()
+    for text in texts:
+        markdown.Markdown(**kwargs).convert(text)
+    return time.perf_counter() - start
+
+
+def best_of(fn, repeats: int) -> float:
+    return min(fn() for _ in range(repeats))
+
+
+def bench_build(sizes: list[int], repeats: int) -> dict[int, dict]:
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            project = make_vault(Path(tmp) / f"vault-{n}", n, ROOT)
+            site = Path(tmp) / f"site-{n}"
+            floor_plain = best_of(lambda: markdown_floor(project, False), repeats)
+            floor_ext = best_of(lambda: markdown_floor(project, True), repeats)
+            full = best_of(lambda: timed_build(project, site), repeats)
+            note = next((project / "docs" / "section-00").glob("Synthetic note *.md"))
+            note.write_text(note.read_text(encoding="utf-8") + "\nOne more line.\n", encoding="utf-8")
+            rebuild = timed_build(project, site)
+            index = site / "search" / "search_index.json"
+            pages = sum(1 for _ in (project / "docs").rglob("*.md"))
+            results[n] = dict(floor_plain=floor_plain, floor_ext=floor_ext, build=full, rebuild=rebuild,
+                              index_bytes=index.stat().st_size, pages=pages)
+            print(f"  built {n} notes", file=sys.stderr)
+    return results
+
+
+def bench_real_site() -> tuple[Path, dict]:
+    tmp = Path(tempfile.mkdtemp())
+    site = tmp / "site"
+    seconds = timed_build(ROOT, site)
+    index = site / "search" / "search_index.json"
+    pages = sum(1 for _ in site.rglob("index.html")) - 1  # 404 is not a page; the home is
+    return site, dict(build=seconds, index_bytes=index.stat().st_size, pages=pages)
+
+
+def page_weight(site: Path, pages: list[str]) -> dict[str, dict[str, int]]:
+    """Bytes by kind that each page transfers on a first, uncached load."""
+    sys.path.insert(0, str(ROOT))
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS, Server, settle
+
+    server = Server(site)
+    kinds = {"document": "HTML", "stylesheet": "CSS", "script": "JS", "font": "fonts", "image": "images"}
+    weights = {}
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            for page_url in pages:
+                context = browser.new_context()
+                sizes: dict[str, int] = {}
+
+                def on_response(response, sizes=sizes):
+                    kind = kinds.get(response.request.resource_type, "other (search index, data)")
+                    try:
+                        sizes[kind] = sizes.get(kind, 0) + len(response.body())
+                    except Exception:  # a redirect or an aborted response has no body
+                        pass
+
+                context.on("response", on_response)
+                page = context.new_page()
+                page.goto(server.url + page_url)
+                settle(page)
+                page.wait_for_timeout(500)
+                weights[page_url] = sizes
+                context.close()
+            browser.close()
+    finally:
+        server.close()
+    return weights
+
+
+def kb(n: float) -> str:
+    return f"{n / 1024:,.1f} KB"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[250, 1000, 2000])
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--skip-browser", action="store_true")
+    args = parser.parse_args(argv)
+    logging.getLogger("mkdocs").setLevel(logging.ERROR)
+    os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
+
+    print("## Build scaling (synthetic vaults, real configuration)\n")
+    results = bench_build(args.sizes, args.repeats)
+    print("| notes | Markdown floor, no extensions | floor, site's extensions | full build | ratio to floor "
+          "(no ext / site ext) | one-note rebuild (make serve) | search index | per page |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n, r in results.items():
+        print(f"| {n:,} | {r['floor_plain']:.2f} s | {r['floor_ext']:.2f} s | {r['build']:.2f} s | "
+              f"{r['build'] / r['floor_plain']:.1f}× / {r['build'] / r['floor_ext']:.1f}× | {r['rebuild']:.2f} s | "
+              f"{kb(r['index_bytes'])} | {kb(r['index_bytes'] / r['pages'])} |")
+    if 1000 in results and 2000 in results:
+        print(f"\nGrowth from 1,000 to 2,000 notes: {results[2000]['build'] / results[1000]['build']:.2f}× "
+              f"(linear would be 2.00×)")
+
+    print("\n## The real site\n")
+    site, real = bench_real_site()
+    print(f"Build: {real['build']:.2f} s for {real['pages']} pages. Search index: {kb(real['index_bytes'])}, "
+          f"{kb(real['index_bytes'] / real['pages'])} per page.")
+
+    if not args.skip_browser:
+        print("\n## Page weight on first load (uncached), measured in Chromium\n")
+        pages = ["", clean_dest_uri("classical-cv/RANSAC.md").removesuffix("index.html")]
+        weights = page_weight(site, pages)
+        kinds = sorted({k for w in weights.values() for k in w})
+        print("| page | " + " | ".join(kinds) + " | total |")
+        print("|---|" + "---:|" * (len(kinds) + 1))
+        for url, w in weights.items():
+            print(f"| /{url} | " + " | ".join(kb(w.get(k, 0)) for k in kinds) + f" | {kb(sum(w.values()))} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Shape Material's search index: aliases as their own heavily weighted field, code in a light one.
+
+Material indexes each heading section as one document (title + text). After the search plugin has
+written search/search_index.json, this moves every <pre> block out of `text` into `code`, and adds
+a page's front-matter aliases to its first document as `aliases`. The weights of those fields are
+set in mkdocs.yml (plugins: search: fields:).
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+PRE_RE = re.compile(r"<pre\b.*?</pre>", re.S)
+TAG_RE = re.compile(r"<[^>]+>")
+
+
+def refine(index_file: Path, aliases: dict[str, list[str]]) -> None:
+    """`aliases` maps a page URL (as in the index's `location`) to its aliases."""
+    data = json.loads(index_file.read_text(encoding="utf-8"))
+    for doc in data["docs"]:
+        blocks = PRE_RE.findall(doc.get("text", ""))
+        if blocks:
+            doc["text"] = PRE_RE.sub(" ", doc["text"])
+            doc["code"] = " ".join(TAG_RE.sub(" ", block) for block in blocks)
+        if doc["location"] in aliases:
+            doc["aliases"] = " ".join(aliases[doc["location"]])
+    index_file.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
