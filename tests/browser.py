@@ -95,6 +95,7 @@ def settle(page, timeout_ms: int = 15000) -> bool:
     try:
         page.wait_for_function(
             """() => [...document.querySelectorAll('.arithmatex')].every(e => e.querySelector('.katex'))
+                   && [...document.querySelectorAll('.jp-RenderedMarkdown')].every(e => e.hasAttribute('data-kb-math'))
                    && [...document.querySelectorAll('div.kb-mermaid')].every(e => e.querySelector('svg'))""",
             timeout=timeout_ms,
         )
@@ -104,10 +105,13 @@ def settle(page, timeout_ms: int = 15000) -> bool:
 
 
 def raw_math(page) -> list[str]:
-    """TeX delimiters left in the article's prose (code blocks aside): math that did not render."""
-    text = page.evaluate("""() => {
-        const article = document.querySelector('article').cloneNode(true);
-        article.querySelectorAll('pre, code, .katex').forEach(e => e.remove());
-        return article.textContent;
+    """TeX delimiters left in the article's prose (code blocks aside): math that did not render.
+    In notebook cells, where TeX is written between dollars, a lone $ counts too."""
+    text, cells = page.evaluate("""() => {
+        const strip = el => { const c = el.cloneNode(true);
+            c.querySelectorAll('pre, code, script, .katex').forEach(e => e.remove()); return c.textContent; };
+        return [strip(document.querySelector('article')),
+                [...document.querySelectorAll('.jp-RenderedMarkdown')].map(strip).join(' ')];
     }""")
-    return [frag for frag in ("$$", "\\(", "\\[", "\\begin{") if frag in text]
+    found = [frag for frag in ("$$", "\\(", "\\[", "\\begin{") if frag in text]
+    return found + (["$"] if "$" in cells and "$$" not in found else [])

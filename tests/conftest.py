@@ -5,6 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from playwright.sync_api import sync_playwright
+
+from .browser import CHROMIUM, CHROMIUM_ARGS, Server, build_site
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -21,3 +25,21 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+# Browser fixtures live here, once per test process: Playwright's sync API allows one instance.
+@pytest.fixture(scope="session")
+def browser():
+    assert Path(CHROMIUM).exists(), "Chromium is missing: apt-get install chromium"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory):
+    root = build_site(ROOT, tmp_path_factory.mktemp("site") / "site")
+    server = Server(root)
+    yield server.url, root
+    server.close()

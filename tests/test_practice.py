@@ -17,7 +17,7 @@ from vault.vault import Vault
 
 from .browser import settle, watch
 from .conftest import ROOT
-from .test_browser import browser, open_page, site  # noqa: F401  (shared session fixtures)
+from .test_browser import open_page
 
 SITE_URL = "https://example.org/kb/"
 
@@ -124,15 +124,18 @@ def test_practice_draws_reveals_grades_and_remembers(browser, site, cards):
     card = by_url[first]
     assert page.inner_text(".kb-practice__question") == card.question
     page.click("text=Show answer")
-    answer = page.inner_text(".kb-practice__answer")
-    # The answer shown is the one on the question's own page.
+    # Compare prose, math aside: KaTeX renders it asynchronously on both pages.
+    answer = page.evaluate("""() => { const a = document.querySelector('.kb-practice__answer').cloneNode(true);
+        a.querySelectorAll('.arithmatex, .kb-practice__link').forEach(e => e.remove()); return a.textContent; }""")
     question_page = page.context.new_page()
     question_page.goto(url + card.url)
     settle(question_page)
     on_page = question_page.evaluate("""() => { const h = document.getElementById('in-30-seconds'); let t = '';
-        for (let n = h.nextElementSibling; n && n.tagName !== 'H2'; n = n.nextElementSibling) t += n.innerText + ' ';
+        for (let n = h.nextElementSibling; n && n.tagName !== 'H2'; n = n.nextElementSibling) {
+            const c = n.cloneNode(true); c.querySelectorAll('.arithmatex').forEach(e => e.remove()); t += c.textContent + ' ';
+        }
         return t; }""")
-    assert squash(on_page) in squash(answer)
+    assert squash(on_page) == squash(answer)
     page.click("[data-grade='good']")
     stored = page.evaluate("JSON.parse(localStorage.getItem('kb-practice/v1')).progress")
     assert stored[first]["box"] == 2 and stored[first]["reviews"] == 1
@@ -152,7 +155,11 @@ def test_practice_filters_narrow_the_draw(browser, site, cards):
         page.select_option(f"select[data-filter='{field}']", value)
         drawn = page.get_attribute(".kb-practice__card", "data-url")
         assert getattr(next(c for c in cards if c.url == drawn), field) == value
-    page.select_option("select[data-filter='tag']", "robust-estimation")
+    page.select_option("select[data-filter='tag']", "robust-estimation")   # RANSAC's tag, in another section
+    assert page.locator(".kb-practice__card").count() == 0
+    assert page.inner_text(".kb-practice__empty") == "No question matches these filters."
+    page.select_option("select[data-filter='section']", "")
+    page.select_option("select[data-filter='difficulty']", "")
     assert page.get_attribute(".kb-practice__card", "data-url") == "classical-cv/ransac/"
 
 

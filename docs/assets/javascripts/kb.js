@@ -29,20 +29,29 @@
     return loading;
   }
 
+  var MARKDOWN_MATH = [
+    { left: "\\(", right: "\\)", display: false },
+    { left: "\\[", right: "\\]", display: true },
+  ];
+  // Notebook cells keep TeX as typed in Jupyter.
+  var NOTEBOOK_MATH = [
+    { left: "$$", right: "$$", display: true },
+    { left: "$", right: "$", display: false },
+  ].concat(MARKDOWN_MATH);
+
   function renderMath(root) {
     root = root || document;
-    if (!root.querySelector(".arithmatex")) return;
+    var pages = root.querySelectorAll(".arithmatex"), cells = root.querySelectorAll(".jp-RenderedMarkdown");
+    if (!pages.length && !cells.length) return;
     katexReady().then(function () {
       // Render each block once, even if this runs twice for one page (load and document$).
       root.querySelectorAll(".arithmatex").forEach(function (el) {
         if (el.querySelector(".katex")) return;
-        renderMathInElement(el, {
-          delimiters: [
-            { left: "\\(", right: "\\)", display: false },
-            { left: "\\[", right: "\\]", display: true },
-          ],
-          throwOnError: true,
-        });
+        renderMathInElement(el, { delimiters: MARKDOWN_MATH, throwOnError: true });
+      });
+      root.querySelectorAll(".jp-RenderedMarkdown:not([data-kb-math])").forEach(function (el) {
+        el.setAttribute("data-kb-math", "");
+        renderMathInElement(el, { delimiters: NOTEBOOK_MATH, throwOnError: true });
       });
     });
   }
