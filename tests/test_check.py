@@ -91,6 +91,12 @@ def test_empty_anatomy_section(project, capsys):
     assert_reported(code, out, f"{RANSAC}:{line_of(project, RANSAC, '## Pitfalls')}", r"'## Pitfalls' is empty")
 
 
+def test_30_second_answer_too_long(project, capsys):
+    edit(project, RANSAC, "## In 30 seconds\n\n", "## In 30 seconds\n\n" + "word " * 140 + "\n\n")
+    code, out = run_check(project, capsys)
+    assert_reported(code, out, f"{RANSAC}:{line_of(project, RANSAC, '## In 30 seconds')}", r"30-second answer has \d+ words")
+
+
 def test_placeholder_text(project, capsys):
     edit(project, RANSAC, "## Pitfalls\n\n", "## Pitfalls\n\nTODO: write this.\n\n")
     code, out = run_check(project, capsys)

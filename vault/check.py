@@ -36,6 +36,7 @@ UNSAFE_HTML = [
     (re.compile(r"<(img|video|audio|source|link|object|embed)\b[^>]*\b(src|href|data)\s*=\s*[\"']?(https?:)?//", re.I),
      "remote resource: commit the file under docs/assets/ instead"),
 ]
+MAX_ANSWER_WORDS = 150  # CONTENT.md asks for about 120; past this it is no longer a 30-second answer
 PLACEHOLDER_RE = re.compile(r"\b(TODO|TBD|FIXME)\b|lorem ipsum", re.I)
 
 
@@ -118,6 +119,10 @@ class Checker:
             content = "\n".join(lines[start:end]).strip()
             if not content:
                 self.add(src.path, h.line, f"section '## {h.text}' is empty")
+            words = len(content.split())
+            if h.text == ANATOMY[0] and words > MAX_ANSWER_WORDS:
+                self.add(src.path, h.line, f"the 30-second answer has {words} words; keep it to about 120 "
+                                           f"(the limit is {MAX_ANSWER_WORDS})")
         for m in PLACEHOLDER_RE.finditer(src.masked_body):
             self.add(src.path, src.body_line_of(m.start()), f"placeholder text '{m.group(0)}'")
 
