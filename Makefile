@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: setup serve test check build offline new figures notebooks bench clean
+.PHONY: setup serve test check build offline anki new figures notebooks bench clean
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ offline: setup  ## a copy that works from disk (file://), search included, zippe
 	OFFLINE=true $(PY) -m mkdocs build --strict -d site-offline
 	$(PY) -m zipfile -c site-offline.zip site-offline/
 
+anki: setup  ## the Anki deck and CSV of every question in dist/ (the site build ships them too)
+	$(PY) -m vault.anki dist
+
 bench: setup  ## build scaling, search index size and page weight (prints figures, asserts nothing)
 	$(PY) -m vault.bench
 
@@ -46,4 +49,4 @@ notebooks: setup  ## execute the notebooks in place, so they are committed with 
 	$(PY) -m vault.notebooks
 
 clean:
-	rm -rf site site-offline site-offline.zip .pytest_cache .cache
+	rm -rf site site-offline site-offline.zip dist .pytest_cache .cache

@@ -108,6 +108,20 @@ def test_printed_handout_contains_every_question(browser, site, cards, tmp_path)
     assert not visit.problems
 
 
+def test_tags_index_lists_questions_by_difficulty(site):
+    from vault.urls import clean_dest_uri
+    _, root = site
+    html = (root / "tags" / "index.html").read_text(encoding="utf-8")
+    vault = Vault.load(ROOT / "docs")
+    for level in ("junior", "middle", "senior"):
+        listing = html[html.index(f'id="tag:difficulty-{level}"'):]
+        listing = listing[:listing.index("</ul>")]
+        listed = {h.removeprefix("../") for h in re.findall(r'<a href="([^"]+)"', listing)}
+        expected = {clean_dest_uri(u).removesuffix("index.html") for u, src in vault.notes.items()
+                    if vault.is_question(u) and src.meta.get("difficulty") == level}
+        assert expected and listed == expected, level
+
+
 # --- the Practice page in the browser ---------------------------------------------------------------
 
 def practice(browser, url):
