@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import gzip
 import logging
 import os
 import statistics
@@ -105,9 +106,11 @@ def page_weight(site: Path, pages: list[str]) -> dict[str, dict[str, int]]:
                 def on_response(response, sizes=sizes):
                     kind = kinds.get(response.request.resource_type, "other (search index, data)")
                     try:
-                        sizes[kind] = sizes.get(kind, 0) + len(response.body())
+                        body = response.body()
                     except Exception:  # a redirect or an aborted response has no body
-                        pass
+                        return
+                    raw, gz = sizes.get(kind, (0, 0))
+                    sizes[kind] = (raw + len(body), gz + len(gzip.compress(body)))
 
                 context.on("response", on_response)
                 page = context.new_page()
@@ -155,13 +158,18 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.skip_browser:
         print("\n## Page weight on first load (uncached), measured in Chromium\n")
-        pages = ["", clean_dest_uri("classical-cv/RANSAC.md").removesuffix("index.html")]
+        print("Bytes as served by a plain file server, and in brackets as gzip, which most hosts "
+              "(GitHub Pages included) apply to text.\n")
+        pages = ["", clean_dest_uri("classical-cv/RANSAC.md").removesuffix("index.html"),
+                 clean_dest_uri("deep-learning/LSTM and GRU.md").removesuffix("index.html")]
         weights = page_weight(site, pages)
         kinds = sorted({k for w in weights.values() for k in w})
         print("| page | " + " | ".join(kinds) + " | total |")
         print("|---|" + "---:|" * (len(kinds) + 1))
         for url, w in weights.items():
-            print(f"| /{url} | " + " | ".join(kb(w.get(k, 0)) for k in kinds) + f" | {kb(sum(w.values()))} |")
+            cells = [f"{kb(w[k][0])} ({kb(w[k][1])})" if k in w else "0" for k in kinds]
+            total = (sum(v[0] for v in w.values()), sum(v[1] for v in w.values()))
+            print(f"| /{url} | " + " | ".join(cells) + f" | {kb(total[0])} ({kb(total[1])}) |")
     return 0
 
 

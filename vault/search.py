@@ -1,18 +1,28 @@
 """Shape Material's search index: aliases as their own heavily weighted field, code in a light one.
 
 Material indexes each heading section as one document (title + text). After the search plugin has
-written search/search_index.json, this moves every <pre> block out of `text` into `code`, and adds
-a page's front-matter aliases to its first document as `aliases`. The weights of those fields are
-set in mkdocs.yml (plugins: search: fields:).
+written search/search_index.json, this takes every <pre> block out of `text` and keeps only its
+distinct identifiers (function, class and API names) in `code`, so code can still be found but
+weighs little and does not bloat the index; and it adds a page's front-matter aliases to its first
+document as `aliases`. The weights of those fields are set in mkdocs.yml (plugins: search: fields:).
 """
 from __future__ import annotations
 
 import json
 import re
+from html import unescape
 from pathlib import Path
 
 PRE_RE = re.compile(r"<pre\b.*?</pre>", re.S)
 TAG_RE = re.compile(r"<[^>]+>")
+IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def identifiers(html: str) -> str:
+    """Distinct names of three or more characters, in order of first appearance."""
+    text = unescape(TAG_RE.sub(" ", html))
+    names = dict.fromkeys(n for n in IDENTIFIER_RE.findall(text) if len(n) >= 3)
+    return " ".join(names)
 
 
 def refine(index_file: Path, aliases: dict[str, list[str]]) -> None:
@@ -22,7 +32,7 @@ def refine(index_file: Path, aliases: dict[str, list[str]]) -> None:
         blocks = PRE_RE.findall(doc.get("text", ""))
         if blocks:
             doc["text"] = PRE_RE.sub(" ", doc["text"])
-            doc["code"] = " ".join(TAG_RE.sub(" ", block) for block in blocks)
+            doc["code"] = identifiers(" ".join(blocks))
         if doc["location"] in aliases:
             doc["aliases"] = " ".join(aliases[doc["location"]])
     index_file.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
