@@ -24,6 +24,8 @@ SEARCHES = [
     ("camera calibration lens distortion", "classical-cv/camera-calibration/"),
     ("face recognition airport", "case-studies/airport-face-recognition/"),
     ("A/B testing", "production/a-b-testing-ml-models/"),
+    ("optimizers", "deep-learning/gradient-descent-and-optimizers/"),  # a title beats code using torch.optim
+    ("findHomography", "classical-cv/homography/"),                   # API names in code stay findable
 ]
 
 
