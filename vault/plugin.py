@@ -10,7 +10,6 @@ import logging
 import os
 import posixpath
 import re
-
 from pathlib import Path
 
 from mkdocs.plugins import BasePlugin
@@ -26,13 +25,11 @@ from .vault import HOME, Vault
 from .wikilinks import find_wikilinks, render
 
 log = logging.getLogger("mkdocs.plugins.vault")
-# Material draws every item of the current top-level section into each page; past this many pages a
+# Material draws every item of the current top-level section into each page. Past this many pages a
 # section is split into groups, and navigation.prune then draws only the current group's pages, so
-# the navigation cost per page stays flat as the vault grows.
+# the navigation drawn per page no longer grows with the section (pages x pages).
 NAV_GROUP_SIZE = 40
 H1_RE = re.compile(r"^# .*$", re.M)
-
-
 OFFLINE_SHIM = "assets/vendor/iframe-worker/shim.js"
 
 
