@@ -94,9 +94,12 @@ class VaultPlugin(BasePlugin):
         aliases = page.meta.get("aliases")
         if isinstance(aliases, list) and aliases:
             self.aliases[page.url] = [str(a) for a in aliases]
-        src = Source(path=uri, text=markdown, body=markdown)
-        # Problems were reported with file line numbers in on_files; here only the text changes.
-        markdown, _ = render(uri, src, find_wikilinks(src), self.vault.index, self.vault.headings_of)
+        note = self.vault.notes.get(uri)
+        if note is not None and markdown.strip() == note.body.strip():
+            markdown = self.vault.rendered[uri][0]  # rendered once in on_files, with the problems
+        else:  # another plugin changed the text (or it is generated): render what MkDocs gave us
+            src = Source(path=uri, text=markdown, body=markdown)
+            markdown, _ = render(uri, src, find_wikilinks(src), self.vault.index, self.vault.headings_of)
         meta_line = self.meta_line(page.meta)
         if meta_line:
             m = H1_RE.search(markdown)
