@@ -15,7 +15,7 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 
 setup: $(STAMP)
 
-serve: setup  ## live-reloading site on http://127.0.0.1:8000
+serve: setup  ## live-reloading site at http://127.0.0.1:8000/ + the path of site_url (/cv-interview-kb/)
 	$(PY) -m mkdocs serve -a 127.0.0.1:8000 --livereload
 
 check: setup  ## fast contribution checks, then the strict build
