@@ -45,7 +45,7 @@ class Vault:
         folders = {uri.split("/")[0] for uri in self.notes if uri.count("/") == 1 and uri.endswith("/index.md")}
         order = []
         for link in self.links.get(HOME, []):
-            target, _ = self.index.resolve(link.name) if link.name else (None, None)
+            target = self.target(link)
             folder = target.split("/")[0] if target and target.endswith("/index.md") else None
             if folder in folders and folder not in order:
                 order.append(folder)
@@ -64,7 +64,7 @@ class Vault:
         """Pages the section's index.md links to, in order."""
         listed = []
         for link in self.links.get(f"{section}/index.md", []):
-            target, _ = self.index.resolve(link.name) if link.name else (None, None)
+            target = self.target(link)
             if target and target.startswith(section + "/") and target not in listed:
                 listed.append(target)
         return listed
@@ -88,6 +88,10 @@ class Vault:
 
     # --- links -----------------------------------------------------------------------------
 
+    def target(self, link: Wikilink) -> str | None:
+        """The file a wikilink points to, or None (same-page heading links and broken links)."""
+        return self.index.resolve(link.name)[0] if link.name else None
+
     def headings_of(self, uri: str) -> list[Heading]:
         src = self.notes.get(uri)
         return src.headings if src else []
@@ -109,7 +113,7 @@ class Vault:
             if uri == HOME or uri.endswith("/index.md"):
                 continue
             for link in links:
-                target, _ = self.index.resolve(link.name) if link.name else (None, None)
+                target = self.target(link)
                 if target and target != uri and uri not in found.setdefault(target, []):
                     found[target].append(uri)
         return found
