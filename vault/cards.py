@@ -29,7 +29,7 @@ class Card:
     tags: list[str] = field(default_factory=list)
     answer_md: str = ""  # the 30-second answer, wikilinks turned into plain text
 
-    @property
+    @functools.cached_property  # used by the deck and by the practice page: render it once
     def answer_html(self) -> str:
         return render_answer(self.answer_md)
 
