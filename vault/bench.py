@@ -53,6 +53,18 @@ def markdown_floor(project: Path, with_extensions: bool) -> float:
     return time.perf_counter() - start
 
 
+def material_floor(project: Path, site_dir: Path) -> float:
+    """Build the same notes with Material and its search plugin alone: no navigation, no Markdown
+    extensions, none of the site's plugins. What the theme costs before the site adds anything."""
+    config_file = project / "mkdocs-material-floor.yml"
+    config_file.write_text("site_name: Material floor\ntheme:\n  name: material\nplugins: [search]\n"
+                           "nav: [index.md]\n", encoding="utf-8")
+    config = load_config(str(config_file), site_dir=str(site_dir))
+    start = time.perf_counter()
+    build(config)
+    return time.perf_counter() - start
+
+
 def best_of(fn, repeats: int) -> float:
     return min(fn() for _ in range(repeats))
 
@@ -65,13 +77,14 @@ def bench_build(sizes: list[int], repeats: int) -> dict[int, dict]:
             site = Path(tmp) / f"site-{n}"
             floor_plain = best_of(lambda: markdown_floor(project, False), repeats)
             floor_ext = best_of(lambda: markdown_floor(project, True), repeats)
+            floor_material = best_of(lambda: material_floor(project, site), repeats)
             full = best_of(lambda: timed_build(project, site), repeats)
             note = next((project / "docs" / "section-00").glob("Synthetic note *.md"))
             note.write_text(note.read_text(encoding="utf-8") + "\nOne more line.\n", encoding="utf-8")
             rebuild = timed_build(project, site)
             index = site / "search" / "search_index.json"
             pages = sum(1 for _ in (project / "docs").rglob("*.md"))
-            results[n] = dict(floor_plain=floor_plain, floor_ext=floor_ext, build=full, rebuild=rebuild,
+            results[n] = dict(floor_plain=floor_plain, floor_ext=floor_ext, floor_material=floor_material, build=full, rebuild=rebuild,
                               index_bytes=index.stat().st_size, pages=pages)
             print(f"  built {n} notes", file=sys.stderr)
     return results
@@ -140,13 +153,18 @@ def main(argv: list[str] | None = None) -> int:
 
     print("## Build scaling (synthetic vaults, real configuration)\n")
     results = bench_build(args.sizes, args.repeats)
-    print("| notes | Markdown floor, no extensions | floor, site's extensions | full build | ratio to floor "
-          "(no ext / site ext) | one-note rebuild (make serve) | search index | per page |")
+    print("Floors: Python-Markdown with no extensions (the plain floor) and with the site's extensions; "
+          "Material + search with no navigation, no extensions and none of the site's plugins. "
+          "Ratios are to the plain floor.\n")
+    print("| notes | plain floor | site's extensions | Material + search | full build | one-note rebuild "
+          "(make serve) | search index | per page |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n, r in results.items():
-        print(f"| {n:,} | {r['floor_plain']:.2f} s | {r['floor_ext']:.2f} s | {r['build']:.2f} s | "
-              f"{r['build'] / r['floor_plain']:.1f}× / {r['build'] / r['floor_ext']:.1f}× | {r['rebuild']:.2f} s | "
-              f"{kb(r['index_bytes'])} | {kb(r['index_bytes'] / r['pages'])} |")
+        def cell(key):
+            return f"{r[key]:.2f} s ({r[key] / r['floor_plain']:.1f}×)"
+        print(f"| {n:,} | {r['floor_plain']:.2f} s | {cell('floor_ext')} | {cell('floor_material')} | "
+              f"{cell('build')} | {r['rebuild']:.2f} s | {kb(r['index_bytes'])} | "
+              f"{kb(r['index_bytes'] / r['pages'])} |")
     if 1000 in results and 2000 in results:
         print(f"\nGrowth from 1,000 to 2,000 notes: {results[2000]['build'] / results[1000]['build']:.2f}× "
               f"(linear would be 2.00×)")

@@ -12,12 +12,15 @@ import posixpath
 import re
 from pathlib import Path
 
+import jinja2
+import material.templates
 from mkdocs.plugins import BasePlugin
 from mkdocs.structure.files import File, Files
 from mkdocs.utils import get_relative_url
 
 from . import anki, practice
 from .cards import collect as collect_cards
+from .navcache import memoised_nav_item
 from .search import refine as refine_search_index
 from .source import Source
 from .urls import clean_dest_uri
@@ -84,6 +87,13 @@ class VaultPlugin(BasePlugin):
                 nav.append({vault.title(uri): uri})
         nav.append({"Printable handout": practice.HANDOUT})
         return nav
+
+    def on_env(self, env, config, files):
+        # overrides/partials/nav-item.html wraps Material's own template, reached under "material/".
+        originals = jinja2.FileSystemLoader(os.path.dirname(material.templates.__file__))
+        env.loader = jinja2.ChoiceLoader([env.loader, jinja2.PrefixLoader({"material": originals})])
+        env.globals["vault_nav_item"] = memoised_nav_item()
+        return env
 
     def on_page_markdown(self, markdown: str, page, config, files):
         uri = page.file.src_uri

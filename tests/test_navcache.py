@@ -1,0 +1,57 @@
+"""The memoised navigation (vault/navcache.py) draws exactly what Material draws page by page."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from mkdocs.commands.build import build
+from mkdocs.config import load_config
+
+import vault.plugin
+from vault.navcache import memoised_nav_item
+from vault.synthetic import make_vault
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def drawn_by_material(render, nav_item, path, level, parent=None):
+    return render(nav_item, path, level) if parent is None else render(nav_item, path, level, parent)
+
+
+def build_pages(project: Path, site: Path) -> dict[str, bytes]:
+    build(load_config(str(project / "mkdocs.yml"), site_dir=str(site)))
+    return {str(p.relative_to(site)): p.read_bytes() for p in sorted(site.rglob("*.html"))}
+
+
+@pytest.mark.parametrize("offline", [False, True], ids=["site", "offline"])
+def test_memoised_navigation_matches_material_page_by_page(tmp_path, monkeypatch, offline):
+    logging.getLogger("mkdocs").setLevel(logging.ERROR)
+    if offline:  # the offline copy uses .html URLs, so links are relative to a different folder
+        monkeypatch.setenv("OFFLINE", "true")
+    monkeypatch.setattr(vault.plugin, "NAV_GROUP_SIZE", 4)  # 6 notes a section: two groups each
+    project = make_vault(tmp_path / "vault", 60, ROOT)
+
+    hits = []
+
+    def counting():
+        memoised = memoised_nav_item()
+
+        def render_item(context, render, *args):
+            drawn = []
+            result = memoised(context, lambda *a: drawn.append(a) or render(*a), *args)
+            hits.append(not drawn)
+            return result
+        render_item.jinja_pass_arg = memoised.jinja_pass_arg
+        return render_item
+
+    monkeypatch.setattr(vault.plugin, "memoised_nav_item", counting)
+    memoised = build_pages(project, tmp_path / "memoised")
+
+    monkeypatch.setattr(vault.plugin, "memoised_nav_item", lambda: drawn_by_material)
+    plain = build_pages(project, tmp_path / "plain")
+
+    assert sum(hits) > len(memoised) * 5, "the cache should serve most top-level sections"
+    assert memoised.keys() == plain.keys() and len(plain) > 60
+    differing = [name for name in plain if memoised[name] != plain[name]]
+    assert not differing, f"navigation differs on {len(differing)} pages, e.g. {differing[:3]}"
