@@ -1,7 +1,6 @@
 """The memoised navigation (vault/navcache.py) draws exactly what Material draws page by page."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,6 @@ def build_pages(project: Path, site: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("offline", [False, True], ids=["site", "offline"])
 def test_memoised_navigation_matches_material_page_by_page(tmp_path, monkeypatch, offline):
-    logging.getLogger("mkdocs").setLevel(logging.ERROR)
     if offline:  # the offline copy uses .html URLs, so links are relative to a different folder
         monkeypatch.setenv("OFFLINE", "true")
     monkeypatch.setattr(vault.plugin, "NAV_GROUP_SIZE", 4)  # 6 notes a section: two groups each
