@@ -1,4 +1,8 @@
-"""The memoised navigation (vault/navcache.py) draws exactly what Material draws page by page."""
+"""The build's shortcuts change its speed, not its output.
+
+- The memoised navigation (vault/navcache.py) draws exactly what Material draws page by page.
+- The search parser, shown code blocks as plain text (vault/search.py), writes the same index.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +12,7 @@ from mkdocs.commands.build import build
 from mkdocs.config import load_config
 
 import vault.plugin
+from vault.search import plain_code_blocks
 from vault.navcache import memoised_nav_item
 from vault.synthetic import make_vault
 
@@ -53,3 +58,21 @@ def test_memoised_navigation_matches_material_page_by_page(tmp_path, monkeypatch
     assert memoised.keys() == plain.keys() and len(plain) > 60
     differing = [name for name in plain if memoised[name] != plain[name]]
     assert not differing, f"navigation differs on {len(differing)} pages, e.g. {differing[:3]}"
+
+
+def test_search_index_is_the_same_when_code_is_shown_to_the_parser_as_plain_text(project, tmp_path, monkeypatch):
+    saved = []
+
+    def plain_and_measured(html):
+        plain = plain_code_blocks(html)
+        saved.append(len(html) - len(plain))
+        return plain
+
+    monkeypatch.setattr(vault.plugin, "plain_code_blocks", plain_and_measured)
+    build(load_config(str(project / "mkdocs.yml"), site_dir=str(tmp_path / "plain")))
+    monkeypatch.setattr(vault.plugin, "plain_code_blocks", lambda html: html)
+    build(load_config(str(project / "mkdocs.yml"), site_dir=str(tmp_path / "highlighted")))
+
+    assert sum(saved) > 1_000_000, "the parser should be spared the highlighting markup"
+    index = "search/search_index.json"
+    assert (tmp_path / "plain" / index).read_bytes() == (tmp_path / "highlighted" / index).read_bytes()
