@@ -5,6 +5,7 @@ import csv
 import io
 import re
 import sqlite3
+import time
 import zipfile
 from pathlib import Path
 
@@ -78,6 +79,12 @@ def test_anki_ids_are_stable_across_builds(cards):
     second = deck_notes(deck_bytes(list(reversed(cards)), SITE_URL))  # even when the order changes
     assert sorted((i, g) for i, g, _, _ in first) == sorted((i, g) for i, g, _, _ in second)
     assert len({i for i, *_ in first}) == len(first)
+
+
+def test_same_questions_give_the_same_deck_file(cards):
+    first = deck_bytes(cards, SITE_URL)
+    time.sleep(2.1)  # zip entries carry a date with 2-second resolution
+    assert deck_bytes(cards, SITE_URL) == first
 
 
 def test_csv_matches_the_cards(cards):

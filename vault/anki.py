@@ -12,6 +12,8 @@ import io
 import itertools
 import sys
 import tempfile
+import time
+import zipfile
 from pathlib import Path
 
 import genanki
@@ -73,7 +75,19 @@ def deck_bytes(cards: list[Card], site_url: str) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / DECK_FILE
         genanki.Package(deck).write_to_file(path, timestamp=TIMESTAMP)
-        return path.read_bytes()
+        return dated(path.read_bytes())
+
+
+def dated(apkg: bytes) -> bytes:
+    """The same archive with every entry dated TIMESTAMP (genanki dates them now), so that the
+    same questions always give the same bytes: the release and the site then ship one file."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(apkg)) as src, zipfile.ZipFile(out, "w") as dst:
+        for entry in src.infolist():
+            fixed = zipfile.ZipInfo(entry.filename, date_time=time.gmtime(TIMESTAMP)[:6])
+            fixed.compress_type = entry.compress_type
+            dst.writestr(fixed, src.read(entry))
+    return out.getvalue()
 
 
 def csv_text(cards: list[Card], site_url: str) -> str:
