@@ -12,8 +12,8 @@ from mkdocs.commands.build import build
 from mkdocs.config import load_config
 
 import vault.plugin
-from vault.search import plain_code_blocks
 from vault.navcache import memoised_nav_item
+from vault.search import plain_code_blocks
 from vault.synthetic import make_vault
 
 ROOT = Path(__file__).resolve().parent.parent
