@@ -84,8 +84,8 @@ def bench_build(sizes: list[int], repeats: int) -> dict[int, dict]:
             rebuild = timed_build(project, site)
             index = site / "search" / "search_index.json"
             pages = sum(1 for _ in (project / "docs").rglob("*.md"))
-            results[n] = dict(floor_plain=floor_plain, floor_ext=floor_ext, floor_material=floor_material, build=full, rebuild=rebuild,
-                              index_bytes=index.stat().st_size, pages=pages)
+            results[n] = dict(floor_plain=floor_plain, floor_ext=floor_ext, floor_material=floor_material,
+                              build=full, rebuild=rebuild, index_bytes=index.stat().st_size, pages=pages)
             print(f"  built {n} notes", file=sys.stderr)
     return results
 
