@@ -30,8 +30,9 @@ from .wikilinks import find_wikilinks, render
 
 log = logging.getLogger("mkdocs.plugins.vault")
 # Material draws every item of the current top-level section into each page. Past this many pages a
-# section is split into groups, and navigation.prune then draws only the current group's pages, so
-# the navigation drawn per page no longer grows with the section (pages x pages).
+# section is split into groups, and navigation.prune then draws the current group's pages and one
+# link for each other group, instead of every page of the section on every page of it. (Sections
+# that do not hold the page are drawn once and reused: navcache.py.)
 NAV_GROUP_SIZE = 40
 H1_RE = re.compile(r"^# .*$", re.M)
 OFFLINE_SHIM = "assets/vendor/iframe-worker/shim.js"
