@@ -1,24 +1,69 @@
-"""Every snippet runs on its own, on the CPU, within its time limit; its assertions are the claims
-its page makes. Figures are re-made, and every figure a snippet makes is the one the site shows."""
+"""Every snippet runs on its own, on the CPU, within its time limit; its assertions and claims are the
+claims its page makes. Every claim in its code runs, and every figure it makes is the one the site shows."""
 from __future__ import annotations
 
+import json
+from functools import cache
 from pathlib import Path
 
+import matplotlib.image
+import numpy as np
 import pytest
 
+from vault.claims import inclusions, read_proof
 from vault.snippets import ROOT, SNIPPETS, run, snippet_files
+from vault.vault import Vault
 
 FIGURES = ROOT / "docs" / "assets" / "figures"
+# A re-made figure may differ from the committed one by anti-aliasing noise (a curve moved by a
+# fraction of a pixel changes pixels by less than a quarter of full scale); a changed digit in a
+# title or a moved curve changes a hundred pixels or more by more than that.
+PIXEL_CHANGE = 0.25
+MAX_CHANGED_PIXELS = 10
+
+
+@cache
+def pages_showing() -> dict[str, list[str]]:
+    """snippets-relative file -> the pages that include a part of it."""
+    vault = Vault.load(ROOT / "docs", label="docs")
+    shown: dict[str, list[str]] = {}
+    for src in vault.notes.values():
+        for inc in inclusions(src.body, src.path, src.body_line_of):
+            if src.path not in shown.setdefault(inc.file, []):
+                shown[inc.file].append(src.path)
+    return shown
+
+
+def changed_pixels(made: Path, committed: Path) -> int | None:
+    """How many pixels differ by more than PIXEL_CHANGE, or None if the sizes differ."""
+    a, b = matplotlib.image.imread(made), matplotlib.image.imread(committed)
+    if a.shape != b.shape:
+        return None
+    return int((np.abs(a - b).max(axis=-1) > PIXEL_CHANGE).sum())
 
 
 @pytest.mark.parametrize("path", snippet_files(), ids=lambda p: p.relative_to(SNIPPETS).as_posix())
-def test_snippet_runs_and_its_assertions_hold(path: Path, tmp_path: Path):
-    proc = run(path, figure_dir=tmp_path)
-    assert proc.returncode == 0, f"{path.relative_to(ROOT)} failed:\n{proc.stderr[-4000:]}"
-    for made in sorted(tmp_path.rglob("*.png")):
-        committed = FIGURES / made.relative_to(tmp_path)
-        assert committed.is_file(), f"{path.name} makes {made.name}, but {committed.relative_to(ROOT)} " \
+def test_snippet_runs_and_its_claims_hold(path: Path, tmp_path: Path):
+    rel = path.relative_to(ROOT).as_posix()
+    pages = ", ".join(pages_showing().get(path.relative_to(SNIPPETS).as_posix(), [])) or "no page"
+    log, figures = tmp_path / "claims.jsonl", tmp_path / "figures"
+    proc = run(path, figure_dir=figures, claims_log=log)
+    assert proc.returncode == 0, f"{rel} (shown on {pages}) failed:\n{proc.stderr[-4000:]}"
+
+    ran = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    ran_lines = {r["line"] for r in ran if Path(r["file"]).resolve() == path.resolve()}
+    never_ran = [c for c in read_proof(path.read_text(encoding="utf-8")).claims if c.line not in ran_lines]
+    assert not never_ran, f"{rel} (shown on {pages}): claims that never ran, so bind nothing: " + \
+        ", ".join(f"line {c.line} '{c.text}'" for c in never_ran)
+
+    for made in sorted(figures.rglob("*.png")):
+        committed = FIGURES / made.relative_to(figures)
+        assert committed.is_file(), f"{rel} makes {made.name}, but {committed.relative_to(ROOT)} " \
                                     "is not committed (run make figures)"
+        changed = changed_pixels(made, committed)
+        assert changed is not None and changed <= MAX_CHANGED_PIXELS, \
+            f"{rel} makes a figure that differs from {committed.relative_to(ROOT)} (shown on {pages}): " + \
+            ("a different size" if changed is None else f"{changed} pixels changed") + "; run make figures"
 
 
 def test_there_are_snippets():

@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from . import claims
 from .source import Source
 from .urls import clean_dest_uri
 from .vault import Vault
@@ -24,8 +25,6 @@ ANATOMY = ["In 30 seconds", "Deep dive", "Code", "Pitfalls", "Follow-ups", "Refe
 DIFFICULTIES = ("junior", "middle", "senior")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp"}
 MAX_IMAGE_BYTES = 500 * 1024
-SNIPPET_RE = re.compile(r"""^[ \t>]*-{1,}8<-{1,}[ \t]+(["'])(?P<spec>[^"']+)\1[ \t]*$""", re.M)
-SECTION_MARK_RE = re.compile(r"-{1,}8<-{1,}[ \t]*\[[ \t]*(start|end)[ \t]*:[ \t]*([a-z][-_0-9a-z]*)[ \t]*\]")
 UNSAFE_HTML = [
     (re.compile(r"<\s*script\b", re.I), "raw <script> is not allowed"),
     (re.compile(r"<\s*iframe\b", re.I), "raw <iframe> is not allowed"),
@@ -47,6 +46,7 @@ class Checker:
         self.snippets = root / "snippets"
         self.vault = Vault.load(self.docs, label="docs")
         self.problems: list[Problem] = []
+        self.claims_bound: list[tuple[claims.StaticClaim, str]] = []  # each claim, with the page showing it
 
     def add(self, path: str, line: int, message: str) -> None:
         self.problems.append(Problem(path, line, message))
@@ -141,30 +141,83 @@ class Checker:
                 seen.setdefault(dest, uri)
 
     def check_snippets(self) -> None:
-        included: set[Path] = set()
+        included: dict[Path, list[claims.Inclusion]] = {}
         for uri, src in sorted(self.vault.notes.items()):
-            for m in SNIPPET_RE.finditer(src.body):
-                line = src.body_line_of(m.start())
-                spec = m.group("spec").strip()
-                name, _, section = spec.partition(":")
-                path = self.snippets / name
+            for inc in claims.inclusions(src.body, src.path, src.body_line_of):
+                path = self.snippets / inc.file
                 if not path.is_file():
-                    self.add(src.path, line, f"snippet file snippets/{name} does not exist")
+                    self.add(src.path, inc.line, f"snippet file snippets/{inc.file} does not exist")
                     continue
-                included.add(path.resolve())
-                if section and not re.fullmatch(r"[\d,:\-]*", section):
-                    marks = SECTION_MARK_RE.findall(path.read_text(encoding="utf-8"))
-                    if ("start", section) not in marks or ("end", section) not in marks:
-                        self.add(src.path, line, f"snippet section '{section}' not found in snippets/{name}")
+                included.setdefault(path.resolve(), []).append(inc)
+                if inc.part and not re.fullmatch(r"[\d,:\-]*", inc.part) \
+                        and claims.part_lines(path.read_text(encoding="utf-8"), inc.part) is None:
+                    self.add(src.path, inc.line, f"snippet section '{inc.part}' not found in snippets/{inc.file}")
+        proofs: dict[Path, claims.SnippetProof] = {}
         for path in sorted(self.snippets.rglob("*")):
             if not path.is_file() or self.is_helper(path):
                 continue
             rel = path.relative_to(self.root).as_posix()
             if path.resolve() not in included:
                 self.add(rel, 1, "snippet is not included by any page (orphan)")
-            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            text = path.read_text(encoding="utf-8")
+            for n, line in enumerate(text.splitlines(), 1):
                 if PLACEHOLDER_RE.search(line):
                     self.add(rel, n, "placeholder text in a snippet")
+            if path.suffix == ".py":
+                proofs[path.resolve()] = self.check_proof(rel, text, included.get(path.resolve(), []))
+        self.check_code_sections(included, proofs)
+
+    def check_proof(self, rel: str, text: str, shown_by: list[claims.Inclusion]) -> claims.SnippetProof:
+        """A snippet asserts or claims something, and every number it claims is still on its page."""
+        try:
+            proof = claims.read_proof(text)
+        except SyntaxError as exc:
+            self.add(rel, exc.lineno or 1, f"snippet does not parse: {exc.msg}")
+            return claims.SnippetProof([], [], [])
+        for line, message in proof.problems:
+            self.add(rel, line, message)
+        if not proof.proof_lines:
+            self.add(rel, 1, "the snippet asserts and claims nothing: assert what its page says, and bind "
+                             "the numbers the page quotes with claim()")
+        pages = sorted({inc.page for inc in shown_by})
+        for c in proof.claims:
+            shown_on = [p for p in pages if claims.shows(self.page_body(p), c.text) is not None]
+            if shown_on:
+                self.claims_bound.append((c, shown_on[0]))
+            elif pages:
+                self.add(rel, c.line, f"claim '{c.text}': {' or '.join(pages)} no longer shows this text")
+        return proof
+
+    def page_body(self, page: str) -> str:
+        return self.vault.notes[page.removeprefix(self.vault.label + "/")].body
+
+    def check_code_sections(self, included: dict[Path, list[claims.Inclusion]],
+                            proofs: dict[Path, claims.SnippetProof]) -> None:
+        """A question page's Code section shows at least one part that asserts or claims."""
+        by_page: dict[str, list[tuple[Path, claims.Inclusion]]] = {}
+        for path, incs in included.items():
+            for inc in incs:
+                by_page.setdefault(inc.page, []).append((path, inc))
+        for uri, src in sorted(self.vault.notes.items()):
+            if not self.vault.is_question(uri):
+                continue
+            h2 = [h for h in src.headings if h.level == 2]
+            code = next((i for i, h in enumerate(h2) if h.text == "Code"), None)
+            if code is None:
+                continue  # the anatomy check reports the missing section
+            end = h2[code + 1].line if code + 1 < len(h2) else 10**9
+            shown = [(path, inc) for path, inc in by_page.get(src.path, []) if h2[code].line < inc.line < end]
+            if not any(self.part_proves(path, inc.part, proofs.get(path)) for path, inc in shown):
+                self.add(src.path, h2[code].line, "the Code section shows no snippet part that asserts or "
+                                                  "claims: show the code that proves the page")
+
+    @staticmethod
+    def part_proves(path: Path, part: str, proof: claims.SnippetProof | None) -> bool:
+        if proof is None:
+            return False
+        lines = claims.part_lines(path.read_text(encoding="utf-8"), part if not re.fullmatch(r"[\d,:\-]*", part)
+                                  else "")
+        return lines is not None and any(n in lines for n in proof.proof_lines)
 
     @staticmethod
     def is_helper(path: Path) -> bool:
@@ -245,8 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     if checker.problems:
         print(f"{len(checker.problems)} problem(s) found", file=sys.stderr)
         return 1
-    print(f"vault OK: {len(checker.vault.notes)} notes" + ("" if args.no_build else ", strict build OK"),
-          file=sys.stderr)
+    pages = {page for _, page in checker.claims_bound}
+    print(f"vault OK: {len(checker.vault.notes)} notes, {len(checker.claims_bound)} numbers bound to their code "
+          f"on {len(pages)} pages" + ("" if args.no_build else ", strict build OK"), file=sys.stderr)
     return 0
 
 

@@ -1,7 +1,8 @@
 """Run snippet files as scripts: `python -m vault.snippets [FILE ...]` (what `make figures` runs).
 
 Each snippet runs in its own process with `snippets/` on the path (for the `_figures` helper), the
-Agg backend, and a time limit. Its assertions are the test.
+Agg backend, a time limit, and the same numeric code paths on any x86 machine. Its assertions and
+claims (vault/claims.py) are the test.
 """
 from __future__ import annotations
 
@@ -10,9 +11,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .claims import LOG_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
 SNIPPETS = ROOT / "snippets"
 TIME_LIMIT_S = 120
+# The same numbers on any x86 machine, as far as the libraries allow: one thread (so one summation
+# order) and the AVX2 kernels of PyTorch, MKL, oneDNN, OpenBLAS and OpenCV, not whatever this CPU has.
+DETERMINISTIC_ENV = {
+    "PYTHONHASHSEED": "0",
+    "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+    "ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "OPENBLAS_CORETYPE": "Haswell", "OPENCV_CPU_DISABLE": "AVX512-SKX",
+}
 
 
 def snippet_files() -> list[Path]:
@@ -20,10 +31,12 @@ def snippet_files() -> list[Path]:
                   if not p.name.startswith("_") and "__pycache__" not in p.parts)
 
 
-def run(path: Path, figure_dir: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(SNIPPETS), MPLBACKEND="Agg", PYTHONHASHSEED="0")
+def run(path: Path, figure_dir: Path | None = None, claims_log: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(SNIPPETS), MPLBACKEND="Agg", **DETERMINISTIC_ENV)
     if figure_dir is not None:
         env["KB_FIGURE_DIR"] = str(figure_dir)
+    if claims_log is not None:
+        env[LOG_ENV] = str(claims_log)
     return subprocess.run([sys.executable, str(path)], cwd=path.parent, env=env,
                           capture_output=True, text=True, timeout=TIME_LIMIT_S)
 

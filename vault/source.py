@@ -62,13 +62,21 @@ def mask_code(text: str) -> str:
 
     Searching the masked text finds only prose, and every match offset is also valid in `text`.
     """
+    out = list(mask_fenced(text))
+    for m in INLINE_CODE_RE.finditer("".join(out)):
+        _blank(out, m.start(), m.end())
+    return "".join(out)
+
+
+def _blank(out: list[str], start: int, end: int) -> None:
+    for i in range(start, end):
+        if out[i] != "\n":
+            out[i] = " "
+
+
+def mask_fenced(text: str) -> str:
+    """Blank out fenced code blocks only, keeping length and newlines (inline code stays)."""
     out = list(text)
-
-    def blank(start: int, end: int) -> None:
-        for i in range(start, end):
-            if out[i] != "\n":
-                out[i] = " "
-
     pos, fence = 0, None
     fence_start = 0
     for line in text.splitlines(keepends=True):
@@ -77,14 +85,11 @@ def mask_code(text: str) -> str:
             fence, fence_start = m.group(1), pos
         elif fence is not None and m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) \
                 and not line[m.end():].strip():
-            blank(fence_start, pos + len(line))
+            _blank(out, fence_start, pos + len(line))
             fence = None
         pos += len(line)
     if fence is not None:  # an unclosed fence runs to the end, as in Python-Markdown
-        blank(fence_start, len(text))
-    masked = "".join(out)
-    for m in INLINE_CODE_RE.finditer(masked):
-        blank(m.start(), m.end())
+        _blank(out, fence_start, len(text))
     return "".join(out)
 
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from _figures import save
 
 torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
 torch.manual_seed(0)
 rng = np.random.default_rng(0)
 S = 64                                            # image side, pixels

@@ -8,6 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
 torch.manual_seed(0)
 rng = np.random.default_rng(0)
 

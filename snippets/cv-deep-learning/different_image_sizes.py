@@ -13,6 +13,7 @@ from skimage import data
 from _figures import save
 
 torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
 torch.set_grad_enabled(False)                                # inference only
 torch.manual_seed(0)
 

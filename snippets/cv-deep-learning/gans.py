@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from _figures import save
 
 torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
 torch.manual_seed(0)
 
 
@@ -117,7 +118,7 @@ torch.manual_seed(0)
 G, D = mlp(Z_DIM, 2), mlp(2, 1)
 opt_d = torch.optim.Adam(D.parameters(), lr=2e-3, betas=(0.5, 0.999))
 opt_g = torch.optim.Adam(G.parameters(), lr=2e-3, betas=(0.5, 0.999))
-for step in range(1000):
+for step in range(2000):
     real, fake = sample_real(128), G(torch.randn(128, Z_DIM))
     loss_d = d_loss(D(real), D(fake.detach())) + r1_penalty(real)     # 1. D step, G held fixed
     opt_d.zero_grad()
@@ -150,7 +151,7 @@ assert hq > 0.3                                     # ... and a good share of sa
 print(f"minimax vs non-saturating gradient at D(G(z))={d_fake[0]:.4f}: {grad_mm[0]:.4f} vs {grad_ns[0]:.4f}")
 print(f"after 100 D steps: mean D(G(z)) = {d_on_fakes:.3f}, |grad G| minimax {norm_mm:.2e}, "
       f"non-saturating {norm_ns:.2e} ({norm_ns / norm_mm:.0f}x)")
-print(f"GAN after 1000 steps: {modes}/8 modes, {hq:.2f} high-quality samples, per-mode counts {counts.tolist()}")
+print(f"GAN after 2000 steps: {modes}/8 modes, {hq:.2f} high-quality samples, per-mode counts {counts.tolist()}")
 
 fig, axes = plt.subplots(1, 2, figsize=(7, 3.6), sharex=True, sharey=True)
 real = sample_real(2000)

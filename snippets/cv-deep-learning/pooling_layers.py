@@ -10,6 +10,7 @@ from skimage import data
 from _figures import save
 
 torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
 torch.manual_seed(0)
 
 # --8<-- [start:basics]

@@ -9,6 +9,7 @@ import torch
 from _figures import save
 
 torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
 torch.manual_seed(0)
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
 torch.manual_seed(0)
 rng = np.random.default_rng(0)
 

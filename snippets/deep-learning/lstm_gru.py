@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 
 torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
 torch.manual_seed(0)
 
 

@@ -11,6 +11,7 @@ from torch.autograd.functional import jacobian
 from _figures import save
 
 torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
 torch.manual_seed(0)
 WIDTH, DEPTH, BATCH = 64, 100, 256
 

@@ -12,6 +12,7 @@ from _figures import save
 from _train import fit
 
 torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
 torch.manual_seed(0)
 rng = np.random.default_rng(0)
 

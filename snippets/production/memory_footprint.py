@@ -13,6 +13,7 @@ from torch.nn.utils import prune
 from _train import fit
 
 torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
 torch.manual_seed(0)
 rng = np.random.default_rng(0)
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")

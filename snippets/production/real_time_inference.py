@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
 torch.manual_seed(0)
 warnings.filterwarnings("ignore", category=DeprecationWarning)   # legacy exporter, torch.ao notices
 warnings.filterwarnings("ignore", category=UserWarning)
