@@ -46,7 +46,7 @@ class Checker:
         self.snippets = root / "snippets"
         self.vault = Vault.load(self.docs, label="docs")
         self.problems: list[Problem] = []
-        self.claims_bound: list[tuple[claims.StaticClaim, str]] = []  # each claim, with the page showing it
+        self.claims_bound: list[tuple[str, claims.StaticClaim, str]] = []  # (snippet, claim, the page showing it)
 
     def add(self, path: str, line: int, message: str) -> None:
         self.problems.append(Problem(path, line, message))
@@ -183,7 +183,7 @@ class Checker:
         for c in proof.claims:
             shown_on = [p for p in pages if claims.shows(self.page_body(p), c.text) is not None]
             if shown_on:
-                self.claims_bound.append((c, shown_on[0]))
+                self.claims_bound.append((rel, c, shown_on[0]))
             elif pages:
                 self.add(rel, c.line, f"claim '{c.text}': {' or '.join(pages)} no longer shows this text")
         return proof
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     if checker.problems:
         print(f"{len(checker.problems)} problem(s) found", file=sys.stderr)
         return 1
-    pages = {page for _, page in checker.claims_bound}
+    pages = {page for *_, page in checker.claims_bound}
     print(f"vault OK: {len(checker.vault.notes)} notes, {len(checker.claims_bound)} numbers bound to their code "
           f"on {len(pages)} pages" + ("" if args.no_build else ", strict build OK"), file=sys.stderr)
     return 0

@@ -38,10 +38,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from vault.claims import claim
+
 rng = np.random.default_rng(0)
 
 # --8<-- [start:main]
-# TODO: the code the page shows. Assert every claim the page makes.
+# TODO: the code the page shows. Assert every claim the page makes, and bind each number the page
+# quotes with claim("the text as the page shows it", value), e.g. claim("11.7%", dead_share).
 # --8<-- [end:main]
 '''
 
