@@ -42,28 +42,38 @@ def changed_pixels(made: Path, committed: Path) -> int | None:
     return int((np.abs(a - b).max(axis=-1) > PIXEL_CHANGE).sum())
 
 
-@pytest.mark.parametrize("path", snippet_files(), ids=lambda p: p.relative_to(SNIPPETS).as_posix())
-def test_snippet_runs_and_its_claims_hold(path: Path, tmp_path: Path):
-    rel = path.relative_to(ROOT).as_posix()
-    pages = ", ".join(pages_showing().get(path.relative_to(SNIPPETS).as_posix(), [])) or "no page"
+def snippet_failure(path: Path, snippets: Path, tmp_path: Path) -> str | None:
+    """Why the snippet at `path` (under `snippets/`) does not prove its page, naming the page; None if it does."""
+    name = path.relative_to(snippets).as_posix()
+    rel = f"snippets/{name}"
+    pages = ", ".join(pages_showing().get(name, [])) or "no page"
     log, figures = tmp_path / "claims.jsonl", tmp_path / "figures"
     proc = run(path, figure_dir=figures, claims_log=log)
-    assert proc.returncode == 0, f"{rel} (shown on {pages}) failed:\n{proc.stderr[-4000:]}"
+    if proc.returncode != 0:
+        return f"{rel} (shown on {pages}) failed:\n{proc.stderr[-4000:]}"
 
     ran = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     ran_lines = {r["line"] for r in ran if Path(r["file"]).resolve() == path.resolve()}
     never_ran = [c for c in read_proof(path.read_text(encoding="utf-8")).claims if c.line not in ran_lines]
-    assert not never_ran, f"{rel} (shown on {pages}): claims that never ran, so bind nothing: " + \
-        ", ".join(f"line {c.line} '{c.text}'" for c in never_ran)
+    if never_ran:
+        return f"{rel} (shown on {pages}): claims that never ran, so bind nothing: " + \
+            ", ".join(f"line {c.line} '{c.text}'" for c in never_ran)
 
     for made in sorted(figures.rglob("*.png")):
         committed = FIGURES / made.relative_to(figures)
-        assert committed.is_file(), f"{rel} makes {made.name}, but {committed.relative_to(ROOT)} " \
-                                    "is not committed (run make figures)"
+        if not committed.is_file():
+            return f"{rel} makes {made.name}, but {committed.relative_to(ROOT)} is not committed (run make figures)"
         changed = changed_pixels(made, committed)
-        assert changed is not None and changed <= MAX_CHANGED_PIXELS, \
-            f"{rel} makes a figure that differs from {committed.relative_to(ROOT)} (shown on {pages}): " + \
-            ("a different size" if changed is None else f"{changed} pixels changed") + "; run make figures"
+        if changed is None or changed > MAX_CHANGED_PIXELS:
+            return f"{rel} makes a figure that differs from {committed.relative_to(ROOT)} (shown on {pages}): " + \
+                ("a different size" if changed is None else f"{changed} pixels changed") + "; run make figures"
+    return None
+
+
+@pytest.mark.parametrize("path", snippet_files(), ids=lambda p: p.relative_to(SNIPPETS).as_posix())
+def test_snippet_runs_and_its_claims_hold(path: Path, tmp_path: Path):
+    failure = snippet_failure(path, SNIPPETS, tmp_path)
+    assert failure is None, failure
 
 
 def test_there_are_snippets():
