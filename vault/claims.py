@@ -46,7 +46,8 @@ NUMBER_RE = re.compile(_NUMBER.format(i=""), re.X)
 # Two numbers joined by a dash, "to" or "and" ("between a and b"), each maybe in its own $...$.
 RANGE_RE = re.compile(_NUMBER.format(i="") + r"\s*\$?\s*(?:–|—|-|\bto\b|\band\b)\s*\$?\s*" + _NUMBER.format(i="2"),
                       re.X)
-# A bound written on the page: "over 95%", "< 0.01", "$\le 10^{-3}$". Inclusive ones are marked.
+# A bound written on the page, just before the number: "over 95%", "by more than 0.1", "< 0.01",
+# "$\le 10^{-3}$". Inclusive ones are marked.
 UPPER = {"<": False, "≤": True, r"\le": True, r"\leq": True, r"\lt": False, "under": False, "below": False,
          "less than": False, "fewer than": False, "at most": True, "up to": True, "no more than": True}
 LOWER = {">": False, "≥": True, r"\ge": True, r"\geq": True, r"\gt": False, "over": False, "above": False,
@@ -105,12 +106,13 @@ class Shown:
         return cls(digits, 0.5 * 10.0 ** -len(frac.lstrip(".")), scale, scaled)
 
 
-def _bound(text: str) -> tuple[dict, str] | None:
-    """The bound word a text starts with ("over", "<", "\\le", ...), if any, and its table."""
-    words = re.sub(r"^(?:\$|\\\(|\s)+", "", text).lower()
+def _bound(before: str) -> tuple[dict, str] | None:
+    """The bound word just before the number ("over", "by more than", "<", "\\le", ...), and its table."""
+    words = re.sub(r"(?:\$|\\\(|\s)+$", "", before).lower()
     for table in (UPPER, LOWER):
         for word in sorted(table, key=len, reverse=True):
-            if words.startswith(word) and not (word[-1].isalpha() and words[len(word):][:1].isalpha()):
+            at = len(words) - len(word)
+            if words.endswith(word) and not (word[0].isalpha() and words[at - 1:at].isalpha()):
                 return table, word
     return None
 
@@ -128,9 +130,10 @@ def allowed(text: str, tol: float | None = None, rel: float | None = None) -> Al
         raise ClaimError(f"claim text {text!r} must hold exactly one number, range or bound")
     shown = Shown.of(numbers[0])
     value, half = shown.digits * shown.scale, shown.half * shown.scale
-    if re.match(r"^(?:\$|\s)*(?:within|±|\\pm)", text.lower()):  # "within 2%", "±0.5": |value| <= 2%
+    before = text[:numbers[0].start()]
+    if re.search(r"(?:within|±|\\pm)(?:\$|\s)*$", before.lower()):  # "within 2%", "±0.5": |value| <= 2%
         return Allowed(-abs(value), abs(value))
-    bound = _bound(text)
+    bound = _bound(before)
     if bound is not None:
         table, word = bound
         open_ = not table[word]
