@@ -1,7 +1,7 @@
 """Optimising a small CNN for CPU inference: batching, TorchScript, channels-last, dynamic int8, ONNX Runtime.
 
-Timings depend on the machine and its load, so the script prints them and asserts nothing about
-speed: only that the outputs agree and that the int8 file is about 4x smaller.
+Timings depend on the machine and its load, so the script checks only wide bands of speed-ups measured
+against eager fp32 in the same run, and prints the raw numbers; outputs are checked against fp32 exactly.
 """
 from __future__ import annotations
 
