@@ -5,6 +5,7 @@ index built in `on_files`, so a build is linear in the number of notes.
 """
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import os
@@ -19,6 +20,7 @@ from mkdocs.structure.files import File, Files
 from mkdocs.utils import get_relative_url
 
 from . import anki, practice
+from . import math as site_math
 from .cards import collect as collect_cards
 from .navcache import memoised_nav_item
 from .search import plain_code_blocks
@@ -124,16 +126,17 @@ class VaultPlugin(BasePlugin):
         return markdown
 
     # Material's search plugin reads page.content in its on_page_context (priority 0). Around it, the
-    # page shows it code blocks as plain text, which is far cheaper to parse and indexes the same.
+    # page shows it code blocks as plain text, which is far cheaper to parse and indexes the same, and
+    # math as readable text; then the page gets its math typeset by KaTeX (vault/math.py).
     @event_priority(100)
     def _content_for_search(self, context, page, config, nav):
         self._rendered_content = page.content
-        page.content = plain_code_blocks(page.content or "")
+        page.content = plain_code_blocks(site_math.readable_html(page.content or ""))
         return context
 
     @event_priority(-100)
     def _content_for_template(self, context, page, config, nav):
-        page.content = self._rendered_content
+        page.content = site_math.render(self._rendered_content or "", functools.partial(math_error, page))
         return context
 
     on_page_context = CombinedEvent(_content_for_search, _content_for_template)
@@ -162,6 +165,13 @@ class VaultPlugin(BasePlugin):
         index_file = Path(config["site_dir"]) / "search" / "search_index.json"
         if index_file.is_file():
             refine_search_index(index_file, self.aliases)
+
+
+def math_error(page, tex: str, message: str) -> None:
+    """Name the page and line of a formula KaTeX rejects (a warning, so a strict build fails)."""
+    text = page.file.content_string if page.file.abs_src_path else ""
+    line = next((i for i, l in enumerate(text.splitlines(), 1) if tex.split("\n")[0] in l), 0)
+    log.warning(f"{page.file.src_uri}:{line}: {message}")
 
 
 def group(items: list[dict]) -> list[dict]:

@@ -1,10 +1,9 @@
-// Loads KaTeX and Mermaid from the site's own assets, only on pages that contain math or diagrams.
+// Loads KaTeX's stylesheet and Mermaid from the site's own assets, only on pages that contain math or diagrams.
 // Material's instant navigation swaps pages without a reload, so this runs on every page change.
 (function () {
   var scriptUrl = document.currentScript.src;
   var vendor = new URL("../vendor/", scriptUrl).href;
   var base = vendor + "katex/";
-  var loading = null;
   var mermaidLoading = null;
 
   function load(tag, attrs) {
@@ -17,43 +16,16 @@
     });
   }
 
-  function katexReady() {
-    if (!loading) {
-      loading = Promise.all([
-        load("link", { rel: "stylesheet", href: base + "katex.min.css" }),
-        load("script", { src: base + "katex.min.js" }).then(function () {
-          return load("script", { src: base + "contrib/auto-render.min.js" });
-        }),
-      ]);
-    }
-    return loading;
-  }
-
-  var MARKDOWN_MATH = [
-    { left: "\\(", right: "\\)", display: false },
-    { left: "\\[", right: "\\]", display: true },
-  ];
-  // Notebook cells keep TeX as typed in Jupyter.
-  var NOTEBOOK_MATH = [
-    { left: "$$", right: "$$", display: true },
-    { left: "$", right: "$", display: false },
-  ].concat(MARKDOWN_MATH);
-
-  function renderMath(root) {
-    root = root || document;
-    var pages = root.querySelectorAll(".arithmatex"), cells = root.querySelectorAll(".jp-RenderedMarkdown");
-    if (!pages.length && !cells.length) return;
-    katexReady().then(function () {
-      // Render each block once, even if this runs twice for one page (load and document$).
-      root.querySelectorAll(".arithmatex").forEach(function (el) {
-        if (el.querySelector(".katex")) return;
-        renderMathInElement(el, { delimiters: MARKDOWN_MATH, throwOnError: true });
-      });
-      root.querySelectorAll(".jp-RenderedMarkdown:not([data-kb-math])").forEach(function (el) {
-        el.setAttribute("data-kb-math", "");
-        renderMathInElement(el, { delimiters: NOTEBOOK_MATH, throwOnError: true });
-      });
-    });
+  // Math is typeset at build time (vault/math.py); a page with math needs KaTeX's stylesheet, which
+  // the page's head links, except after instant navigation from a page without math, or for
+  // practice answers shown later.
+  function mathStyles(root) {
+    if (document.getElementById("kb-katex-css") || !(root || document).querySelector(".katex")) return;
+    var link = document.createElement("link");
+    link.rel = "stylesheet";
+    link.id = "kb-katex-css";
+    link.href = base + "katex.min.css";
+    document.head.appendChild(link);
   }
 
   function renderDiagrams() {
@@ -82,12 +54,12 @@
   }
 
   function renderPage() {
-    renderMath();
+    mathStyles();
     renderDiagrams();
     startPractice();
   }
 
-  window.kbRenderMath = renderMath;
+  window.kbMathStyles = mathStyles;
 
   // document$ fires on every instant-navigation page change, but not on file:// (the offline copy),
   // so the first page is also rendered on load.

@@ -107,7 +107,7 @@
     function answerBlock(card) {
       var block = el("div", { class: "kb-practice__answer", html: card.answer_html });
       block.appendChild(el("p", {}, [el("a", { href: card.href, class: "kb-practice__link", text: "Read the full answer: " + card.name })]));
-      if (window.kbRenderMath) window.kbRenderMath(block);
+      if (window.kbMathStyles) window.kbMathStyles(block);
       return block;
     }
 
