@@ -77,6 +77,7 @@ class VaultPlugin(BasePlugin):
             files.append(generated)
         config["nav"] = self.navigation()
         self.aliases: dict[str, list[str]] = {}
+        self.names: dict[str, str] = {}  # page URL -> note name, for search
         return files
 
     def navigation(self) -> list:
@@ -109,6 +110,8 @@ class VaultPlugin(BasePlugin):
         if isinstance(aliases, list) and aliases:
             self.aliases[page.url] = [str(a) for a in aliases]
         note = self.vault.notes.get(uri)
+        if note is not None:
+            self.names[page.url] = self.vault.title(uri)
         if note is not None and markdown.strip() == note.body.strip():
             markdown = self.vault.rendered[uri][0]  # rendered once in on_files, with the problems
         else:  # another plugin changed the text (or it is generated): render what MkDocs gave us
@@ -164,7 +167,7 @@ class VaultPlugin(BasePlugin):
         # After the search plugin wrote its index (it is listed first), before offline inlines it.
         index_file = Path(config["site_dir"]) / "search" / "search_index.json"
         if index_file.is_file():
-            refine_search_index(index_file, self.aliases)
+            refine_search_index(index_file, self.aliases, self.names)
 
 
 def math_error(page, tex: str, message: str) -> None:

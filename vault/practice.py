@@ -14,7 +14,8 @@ DOWNLOADS = "downloads"
 def handout_markdown(cards: list[Card]) -> str:
     """Every question with its 30-second answer, grouped by section, as one page."""
     parts = [
-        "---", "hide:", "  - navigation", "  - toc", "---", "",
+        # Out of search: it repeats every 30-second answer, which would crowd out the pages themselves.
+        "---", "hide:", "  - navigation", "  - toc", "search:", "  exclude: true", "---", "",
         "# Printable handout", "",
         "Every question with the answer you would give in the first 30 seconds, grouped by section. "
         "Print this page (Ctrl+P or ⌘P) or save it as PDF: the navigation and other screen-only parts are "

@@ -1,0 +1,221 @@
+// The site's search, behind Material's search box: overrides/main.html points Material at this worker,
+// which answers Material's messages (SETUP, READY, QUERY, RESULT) with MiniSearch underneath.
+//
+// - Nothing is loaded until the first query: the index (search/kb_index.js, written by
+//   vault/search.py) and the libraries come in then, as scripts, so the offline copy works from
+//   file:// through the iframe-worker shim too.
+// - One document per page section, ranked with BM25 over: note name and question (weight 4),
+//   aliases (3), section heading (2), text (1), topic tags (1), code identifiers (0.5). A page's
+//   score is its best section's plus a share of its other sections', scaled by how many of the
+//   query's words the page matches, so one frequent word cannot outrank a page matching them all.
+// - English and Russian words are stemmed; common words are ignored; each word may carry one typo
+//   (two in words of nine letters or more); only the last word typed is also read as a prefix, at
+//   a low weight, and only from three letters on.
+(function () {
+  "use strict";
+
+  var SETUP = 0, READY = 1, QUERY = 2, RESULT = 3;
+  var FIELDS = { name: 4, aliases: 3, heading: 2, text: 1, tags: 1, code: 0.5 };
+  var OTHER_SECTIONS = 0.25;   // share of a page's other matching sections added to its best one
+  var MAX_PAGES = 30;
+  var STOP_WORDS = new Set((
+    "a an and are as at be by can do does for from how i in is it its of on or that the this to " +
+    "vs versus what when where which who why with you your would should use used using " +
+    "в во и или на не но по с со к ко о об от до для за из как что это чем при ли же а то"
+  ).split(" "));
+  var CYRILLIC = /[\u0400-\u04ff]/;
+  var WORD = /[\p{L}\p{N}]+/gu;
+
+  // The worker's own URL: in a real worker, location; under the iframe-worker shim (file://), the
+  // script element that loaded it.
+  var self_url = typeof document !== "undefined" && document.querySelector("script[src]")
+    ? document.querySelector("script[src]").src : self.location.href;
+  var url = function (path) { return new URL(path, self_url).href; };
+
+  var engine = null, index = null, loading = null;
+
+  function stem(word) {
+    var stemmers = self.kbStemmers;
+    return CYRILLIC.test(word) ? stemmers.ru.stemmer(word) : stemmers.en.stemmer(word);
+  }
+
+  function processTerm(term) {
+    var word = term.toLowerCase().replace(/ё/g, "е");
+    if (STOP_WORDS.has(word)) return null;
+    return stem(word);
+  }
+
+  // Words, plus each hyphenated compound written as one word too ("non-maximum" also gives
+  // "nonmaximum"), so that a query holding the compound favours the pages that hold it.
+  var COMPOUND = /[\p{L}\p{N}]+(?:-[\p{L}\p{N}]+)+/gu;
+  function tokenize(text) {
+    var words = text.match(WORD) || [];
+    var compounds = text.match(COMPOUND);
+    return compounds ? words.concat(compounds.map(function (c) { return c.replace(/-/g, ""); })) : words;
+  }
+
+  function load() {
+    if (!loading) {
+      loading = Promise.resolve()
+        .then(function () { return importScripts(url("../vendor/minisearch/minisearch.js")); })
+        .then(function () { return importScripts(url("../vendor/stemmers/en.js")); })
+        .then(function () { return importScripts(url("../vendor/stemmers/ru.js")); })
+        .then(function () { return importScripts(url("../../search/kb_index.js")); })
+        .then(build);
+    }
+    return loading;
+  }
+
+  function build() {
+    index = self.kbSearchIndex;
+    engine = new self.MiniSearch({
+      fields: Object.keys(FIELDS),
+      tokenize: tokenize,
+      processTerm: processTerm,
+    });
+    engine.addAll(index.docs.map(function (doc, id) {
+      var page = index.pages[doc.p];
+      var first = doc.l.indexOf("#") < 0;
+      return {
+        id: id,
+        name: page.n + " " + page.t,
+        aliases: first ? page.a.join(" ") : "",
+        heading: doc.h,
+        text: doc.x,
+        tags: first ? page.g : "",
+        code: doc.c || "",
+      };
+    }));
+  }
+
+  function typos(term) {
+    return term.length >= 9 ? 2 : term.length >= 4 ? 1 : 0;
+  }
+
+  function search(query) {
+    var words = query.match(WORD) || [];
+    var terms = tokenize(query).map(processTerm).filter(Boolean);
+    if (!terms.length) return { items: [] };
+    var last = terms[terms.length - 1];
+    var hits = engine.search(terms.join(" "), {
+      boost: FIELDS,
+      combineWith: "OR",
+      fuzzy: function (term) { return typos(term); },
+      prefix: function (term) { return term === last && term.length >= 3 && /\S$/.test(query); },
+      weights: { fuzzy: 0.5, prefix: 0.3 },
+      tokenize: function () { return terms; },
+      processTerm: function (t) { return t; },
+    });
+
+    // Group sections by page: the best section plus a share of the others, times coverage.
+    var pages = new Map();
+    hits.forEach(function (hit) {
+      var doc = index.docs[hit.id];
+      var entry = pages.get(doc.p);
+      if (!entry) pages.set(doc.p, entry = { page: doc.p, hits: [], matched: new Set(), best: 0, rest: 0 });
+      entry.hits.push(hit);
+      hit.queryTerms.forEach(function (t) { entry.matched.add(t); });
+      if (hit.score > entry.best) { entry.rest += entry.best; entry.best = hit.score; }
+      else entry.rest += hit.score;
+    });
+    var distinct = new Set(terms).size;
+    var ranked = Array.from(pages.values()).map(function (entry) {
+      var coverage = entry.matched.size / distinct;
+      entry.score = (entry.best + OTHER_SECTIONS * entry.rest) * coverage * coverage;
+      return entry;
+    }).sort(function (a, b) { return b.score - a.score; }).slice(0, MAX_PAGES);
+
+    var items = ranked.map(function (entry) { return resultItem(entry, words); });
+    return { items: items, suggest: suggestion(ranked, words) };
+  }
+
+  // Material's result format: a page's documents, the first one's score setting which sections show.
+  function resultItem(entry, words) {
+    var page = index.pages[entry.page];
+    var marks = markers(entry.hits);
+    var terms = {};
+    words.forEach(function (w) {
+      var t = processTerm(w);
+      if (t) terms[w.toLowerCase()] = entry.matched.has(t);
+    });
+    var sections = entry.hits.slice(0, 4).map(function (hit) {
+      var doc = index.docs[hit.id];
+      var first = doc.l.indexOf("#") < 0;
+      return {
+        location: doc.l,
+        title: highlight(first ? page.t || page.n : doc.h, marks),
+        text: highlight(teaser(doc.x, marks), marks),
+        score: hit.score, terms: terms,
+      };
+    });
+    // The best section leads (so its preview shows); the page itself heads the group.
+    sections[0].score = entry.score;
+    if (!sections.some(function (s) { return s.location === page.l; })) {
+      sections.push({ location: page.l, title: highlight(page.t || page.n, marks), text: "", score: 0, terms: terms });
+    }
+    return sections;
+  }
+
+  function markers(hits) {
+    var words = new Set();
+    hits.forEach(function (hit) { hit.terms.forEach(function (t) { words.add(t); }); });
+    return words;
+  }
+
+  function escapeHtml(text) {
+    return text.replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+    });
+  }
+
+  // Escape the text and mark each word whose stem is one the query matched.
+  function highlight(text, marks) {
+    var out = "", at = 0, m;
+    WORD.lastIndex = 0;
+    while ((m = WORD.exec(text))) {
+      out += escapeHtml(text.slice(at, m.index));
+      var t = processTerm(m[0]);
+      out += t && marks.has(t) ? "<mark>" + escapeHtml(m[0]) + "</mark>" : escapeHtml(m[0]);
+      at = m.index + m[0].length;
+    }
+    return out + escapeHtml(text.slice(at));
+  }
+
+  // About 200 characters of the section, starting a little before the first matched word.
+  function teaser(text, marks) {
+    var m, start = 0;
+    WORD.lastIndex = 0;
+    while ((m = WORD.exec(text))) {
+      var t = processTerm(m[0]);
+      if (t && marks.has(t)) { start = m.index; break; }
+    }
+    var from = Math.max(0, text.lastIndexOf(" ", Math.max(0, start - 60)));
+    var snippet = text.slice(from, from + 220).trim();
+    return (from > 0 ? "… " : "") + snippet + (from + 220 < text.length ? " …" : "");
+  }
+
+  // Material completes the last word typed with the last suggestion, when it starts with it.
+  function suggestion(ranked, words) {
+    if (!ranked.length || !words.length) return [];
+    var typed = words[words.length - 1].toLowerCase();
+    var page = index.pages[ranked[0].page];
+    var found = tokenize(page.n + " " + page.t + " " + page.a.join(" ")).find(function (w) {
+      return w.toLowerCase().indexOf(typed) === 0 && w.length > typed.length;
+    });
+    return found ? [found.toLowerCase()] : [];
+  }
+
+  self.addEventListener("message", function (ev) {
+    var message = ev.data;
+    if (message.type === SETUP) {
+      postMessage({ type: READY });
+    } else if (message.type === QUERY) {
+      load().then(function () {
+        postMessage({ type: RESULT, data: search(message.data) });
+      }, function (err) {
+        console.warn("search could not load", err);
+        postMessage({ type: RESULT, data: { items: [] } });
+      });
+    }
+  });
+})();
