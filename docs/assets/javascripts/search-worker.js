@@ -23,6 +23,19 @@
     "vs versus what when where which who why with you your would should use used using " +
     "в во и или на не но по с со к ко о об от до для за из как что это чем при ли же а то"
   ).split(" "));
+  // Acronyms readers type or spell out; a query spelling one out also searches the acronym.
+  var ACRONYMS = [
+    ["nms", "non maximum suppression"], ["iou", "intersection over union"],
+    ["map", "mean average precision"], ["ap", "average precision"], ["ood", "out of distribution"],
+    ["rpn", "region proposal network"], ["fpn", "feature pyramid network"], ["roi", "region of interest"],
+    ["vit", "vision transformer"], ["cnn", "convolutional neural network"], ["rnn", "recurrent neural network"],
+    ["gan", "generative adversarial network"], ["vae", "variational autoencoder"],
+    ["sgd", "stochastic gradient descent"], ["bn", "batch normalization"], ["lr", "learning rate"],
+    ["psi", "population stability index"], ["tta", "test time augmentation"],
+    ["mlp", "multi layer perceptron"], ["nlp", "natural language processing"], ["ocr", "optical character recognition"],
+    ["slo", "service level objective"], ["roc", "receiver operating characteristic"], ["auc", "area under the curve"],
+    ["far", "false accept rate"], ["frr", "false reject rate"], ["dlt", "direct linear transform"],
+  ];
   var CYRILLIC = /[\u0400-\u04ff]/;
   var WORD = /[\p{L}\p{N}]+/gu;
 
@@ -39,10 +52,14 @@
     return CYRILLIC.test(word) ? stemmers.ru.stemmer(word) : stemmers.en.stemmer(word);
   }
 
-  function processTerm(term) {
+  // A word as indexed and searched: its stem and, when that differs, the word itself (so that a
+  // typo that changes the stem, "augmentaion", is still one edit from an indexed word). Null for
+  // common words.
+  function forms(term) {
     var word = term.toLowerCase().replace(/ё/g, "е");
     if (STOP_WORDS.has(word)) return null;
-    return stem(word);
+    var stemmed = stem(word);
+    return stemmed === word ? [word] : [stemmed, word];
   }
 
   // Words, plus each hyphenated compound written as one word too ("non-maximum" also gives
@@ -71,7 +88,7 @@
     engine = new self.MiniSearch({
       fields: Object.keys(FIELDS),
       tokenize: tokenize,
-      processTerm: processTerm,
+      processTerm: forms,
     });
     engine.addAll(index.docs.map(function (doc, id) {
       var page = index.pages[doc.p];
@@ -92,51 +109,90 @@
     return term.length >= 9 ? 2 : term.length >= 4 ? 1 : 0;
   }
 
+  // One group of forms per query word, plus one per acronym whose expansion the query spells out
+  // ("intersection over union" also searches "iou"); an acronym group stands in for its words.
+  function queryGroups(query) {
+    var groups = [];
+    (query.match(WORD) || []).forEach(function (w) {
+      var f = forms(w);
+      if (f) groups.push({ forms: f, covers: [groups.length] });
+    });
+    var base = groups.length;
+    function extra(term, parts) {  // a bonus group, standing in for the query words it spells
+      var stems = parts.map(forms).filter(Boolean).map(function (f) { return f[0]; });
+      var covers = [];
+      for (var i = 0; i < base; i++) if (stems.indexOf(groups[i].forms[0]) >= 0) covers.push(i);
+      var f = forms(term);
+      if (f) groups.push({ forms: f, covers: covers, extra: true });
+    }
+    (query.match(COMPOUND) || []).forEach(function (c) { extra(c.replace(/-/g, ""), c.split("-")); });
+    var spelled = " " + (query.toLowerCase().match(WORD) || []).join(" ") + " ";
+    ACRONYMS.forEach(function (pair) {
+      if (spelled.indexOf(" " + pair[1] + " ") < 0 || spelled.indexOf(" " + pair[0] + " ") >= 0) return;
+      extra(pair[0], pair[1].split(" "));
+    });
+    return groups;
+  }
+
   function search(query) {
     var words = query.match(WORD) || [];
-    var terms = tokenize(query).map(processTerm).filter(Boolean);
-    if (!terms.length) return { items: [] };
-    var last = terms[terms.length - 1];
-    var hits = engine.search(terms.join(" "), {
-      boost: FIELDS,
+    var groups = queryGroups(query);
+    var base = groups.filter(function (g) { return !g.extra; }).length;
+    if (!base) return { items: [] };
+    var lastForms = groups.filter(function (g) { return !g.extra; }).pop().forms;
+    var groupsOf = new Map();  // form -> indices of the groups holding it
+    groups.forEach(function (g, i) {
+      g.forms.forEach(function (f) { groupsOf.set(f, (groupsOf.get(f) || []).concat([i])); });
+    });
+    var hits = engine.search({
       combineWith: "OR",
+      queries: groups.map(function (g) { return { combineWith: "OR", queries: g.forms }; }),
+    }, {
+      boost: FIELDS,
       fuzzy: function (term) { return typos(term); },
-      prefix: function (term) { return term === last && term.length >= 3 && /\S$/.test(query); },
+      prefix: function (term) { return lastForms.indexOf(term) >= 0 && term.length >= 3 && /\S$/.test(query); },
       weights: { fuzzy: 0.5, prefix: 0.3 },
-      tokenize: function () { return terms; },
+      tokenize: function (t) { return [t]; },
       processTerm: function (t) { return t; },
     });
 
-    // Group sections by page: the best section plus a share of the others, times coverage.
+    // Group sections by page: the best section plus a share of the others, times the share of
+    // the query's words the page matches, squared.
     var pages = new Map();
     hits.forEach(function (hit) {
       var doc = index.docs[hit.id];
       var entry = pages.get(doc.p);
-      if (!entry) pages.set(doc.p, entry = { page: doc.p, hits: [], matched: new Set(), best: 0, rest: 0 });
+      if (!entry) pages.set(doc.p, entry = { page: doc.p, hits: [], covered: new Set(), matched: new Set(), best: 0, rest: 0 });
       entry.hits.push(hit);
-      hit.queryTerms.forEach(function (t) { entry.matched.add(t); });
+      hit.queryTerms.forEach(function (t) {
+        (groupsOf.get(t) || []).forEach(function (i) {
+          entry.matched.add(i);
+          groups[i].covers.forEach(function (c) { entry.covered.add(c); });
+        });
+      });
       if (hit.score > entry.best) { entry.rest += entry.best; entry.best = hit.score; }
       else entry.rest += hit.score;
     });
-    var distinct = new Set(terms).size;
     var ranked = Array.from(pages.values()).map(function (entry) {
-      var coverage = entry.matched.size / distinct;
+      var coverage = entry.covered.size / base;
       entry.score = (entry.best + OTHER_SECTIONS * entry.rest) * coverage * coverage;
       return entry;
     }).sort(function (a, b) { return b.score - a.score; }).slice(0, MAX_PAGES);
 
-    var items = ranked.map(function (entry) { return resultItem(entry, words); });
+    var items = ranked.map(function (entry) { return resultItem(entry, words, groups); });
     return { items: items, suggest: suggestion(ranked, words) };
   }
 
   // Material's result format: a page's documents, the first one's score setting which sections show.
-  function resultItem(entry, words) {
+  function resultItem(entry, words, groups) {
     var page = index.pages[entry.page];
     var marks = markers(entry.hits);
-    var terms = {};
+    var terms = {};  // for Material: each word typed, and whether this page matches it
+    var at = 0;
     words.forEach(function (w) {
-      var t = processTerm(w);
-      if (t) terms[w.toLowerCase()] = entry.matched.has(t);
+      if (!forms(w)) return;
+      terms[w.toLowerCase()] = entry.covered.has(at);
+      at += 1;
     });
     var sections = entry.hits.slice(0, 4).map(function (hit) {
       var doc = index.docs[hit.id];
@@ -174,8 +230,8 @@
     WORD.lastIndex = 0;
     while ((m = WORD.exec(text))) {
       out += escapeHtml(text.slice(at, m.index));
-      var t = processTerm(m[0]);
-      out += t && marks.has(t) ? "<mark>" + escapeHtml(m[0]) + "</mark>" : escapeHtml(m[0]);
+      var f = forms(m[0]);
+      out += f && f.some(function (t) { return marks.has(t); }) ? "<mark>" + escapeHtml(m[0]) + "</mark>" : escapeHtml(m[0]);
       at = m.index + m[0].length;
     }
     return out + escapeHtml(text.slice(at));
@@ -186,8 +242,8 @@
     var m, start = 0;
     WORD.lastIndex = 0;
     while ((m = WORD.exec(text))) {
-      var t = processTerm(m[0]);
-      if (t && marks.has(t)) { start = m.index; break; }
+      var f = forms(m[0]);
+      if (f && f.some(function (t) { return marks.has(t); })) { start = m.index; break; }
     }
     var from = Math.max(0, text.lastIndexOf(" ", Math.max(0, start - 60)));
     var snippet = text.slice(from, from + 220).trim();
