@@ -25,6 +25,7 @@ CACHE_FILE = ROOT / ".cache" / "katex.sqlite"
 # arithmatex's generic output: the TeX inside is HTML-escaped.
 ARITHMATEX_RE = re.compile(
     r'<(span|div) class="arithmatex">(?:\\\((?P<inline>.*?)\\\)|\\\[(?P<display>.*?)\\\])</\1>', re.S)
+TABLE_HEADER_RE = re.compile(r"<th\b[^>]*>.*?</th>", re.S)
 NOTEBOOK_CELL_RE = re.compile(r'(<div class="[^"]*\bjp-RenderedMarkdown\b[^"]*"[^>]*>)(.*?)(</div>)', re.S)
 # Inside a notebook cell: leave code and tags alone, find $$..$$, $..$, \(..\), \[..\] in the text.
 CELL_TOKEN_RE = re.compile(r"<pre\b.*?</pre>|<code\b.*?</code>|<[^>]+>", re.S)
@@ -45,14 +46,14 @@ class Katex:
         self.context.eval("var self = globalThis;")
         self.context.eval(source)
         self.context.eval(
-            "function kbRender(tex, display) { try { return JSON.stringify(['', katex.renderToString(tex, "
-            "{displayMode: display, throwOnError: true, output: 'htmlAndMathml'})]); } "
+            "function kbRender(tex, display, output) { try { return JSON.stringify(['', katex.renderToString(tex, "
+            "{displayMode: display, throwOnError: true, output: output})]); } "
             "catch (e) { return JSON.stringify([String(e.message || e), '']); } }")
         self.function = self.context.get("kbRender")
 
-    def __call__(self, tex: str, display: bool) -> str:
+    def __call__(self, tex: str, display: bool, output: str) -> str:
         with self.lock:
-            error, html = json.loads(self.function(tex, display))
+            error, html = json.loads(self.function(tex, display, output))
         if error:
             raise MathError(error)
         return html
@@ -103,13 +104,14 @@ def _katex() -> Katex:  # started only when a formula is not in the cache
     return Katex(KATEX_JS.read_text(encoding="utf-8"))
 
 
-def typeset(tex: str, display: bool) -> str:
-    """KaTeX HTML (with MathML for assistive technology) for one formula; MathError if it is invalid."""
+def typeset(tex: str, display: bool, output: str = "htmlAndMathml") -> str:
+    """KaTeX HTML (with MathML for assistive technology) for one formula; MathError if it is invalid.
+    `output="html"` leaves the MathML out and the HTML readable by assistive technology."""
     cache, version = _cache()
-    key = hashlib.sha256(f"{version}\0{int(display)}\0{tex}".encode()).hexdigest()
+    key = hashlib.sha256(f"{version}\0{int(display)}\0{output}\0{tex}".encode()).hexdigest()
     html = cache.get(key)
     if html is None:
-        html = _katex()(tex, display)
+        html = _katex()(tex, display, output)
         cache.put(key, html)
     return html
 
@@ -118,19 +120,24 @@ def render(html: str, on_error) -> str:
     """The page with every formula typeset. `on_error(tex, message)` is told of each invalid one,
     which is then left as TeX in a <code> element."""
 
-    def one(tex: str, display: bool) -> str:
+    def one(tex: str, display: bool, output: str = "htmlAndMathml") -> str:
         try:
-            out = typeset(tex, display)
+            out = typeset(tex, display, output)
         except MathError as e:
             on_error(tex, str(e))
             return f"<code>{escape(tex)}</code>"
         return out
 
-    def arithmatex(m: re.Match) -> str:
+    def arithmatex(m: re.Match, output: str = "htmlAndMathml") -> str:
         display = m.group("display") is not None
         tex = unescape(m.group("display") if display else m.group("inline"))
-        return f'<{m.group(1)} class="arithmatex">{one(tex.strip(), display)}</{m.group(1)}>'
+        return f'<{m.group(1)} class="arithmatex">{one(tex.strip(), display, output)}</{m.group(1)}>'
 
+    # A table header must have text that assistive technology reads: there the formula is KaTeX's
+    # HTML alone, not hidden behind MathML (axe: empty-table-header).
+    html = TABLE_HEADER_RE.sub(
+        lambda th: ARITHMATEX_RE.sub(lambda m: arithmatex(m, "html"), th.group(0))
+        .replace('class="katex-html" aria-hidden="true"', 'class="katex-html"'), html)
     html = ARITHMATEX_RE.sub(arithmatex, html)
     if "jp-RenderedMarkdown" in html:
         html = NOTEBOOK_CELL_RE.sub(lambda m: m.group(1) + _cell_math(m.group(2), one) + m.group(3), html)

@@ -53,7 +53,25 @@
     if (!practiceLoading) practiceLoading = load("script", { src: new URL("practice.js", scriptUrl).href });
   }
 
+  // Accessibility fixes that need the rendered page: scrollable blocks without focusable content
+  // become focusable (keyboard users can scroll them), and navigation landmarks get the name of the
+  // label that heads them, so that each is told apart.
+  function accessible() {
+    document.querySelectorAll(".highlight-ipynb, .jp-OutputArea-output pre, .md-typeset__scrollwrap").forEach(function (el) {
+      if (!el.hasAttribute("tabindex") && el.scrollWidth > el.clientWidth) el.setAttribute("tabindex", "0");
+    });
+    // (With navigation.indexes a section's label holds only an icon; its name is the index link's.)
+    document.querySelectorAll("nav[aria-labelledby]").forEach(function (nav) {
+      var label = document.getElementById(nav.getAttribute("aria-labelledby"));
+      if (!label || label.textContent.trim()) return;
+      var link = nav.parentElement && nav.parentElement.querySelector(".md-nav__link");
+      var name = link && link.textContent.trim();
+      if (name) { nav.removeAttribute("aria-labelledby"); nav.setAttribute("aria-label", name); }
+    });
+  }
+
   function renderPage() {
+    accessible();
     mathStyles();
     renderDiagrams();
     startPractice();

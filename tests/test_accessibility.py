@@ -1,0 +1,54 @@
+"""axe-core (npm, pinned in package.json) on every page of the built site, in both palettes: 0 violations.
+
+Run with the WCAG 2.x A and AA rules and axe's best practices, as Lighthouse's accessibility audit does."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+from .test_browser import html_pages
+
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+RUN_AXE = """async () => {
+  const r = await axe.run(document, {resultTypes: ['violations']});
+  return r.violations.map(v => v.id + ' (' + v.impact + '): ' + v.nodes.slice(0, 3)
+      .map(n => n.target.join(' ') + ' ' + (n.failureSummary || '').split('\\n').slice(1, 2).join('')).join(' | '));
+}"""
+
+
+def axe_source() -> str:
+    assert AXE.is_file(), f"{AXE} is missing: run `npm ci` (.ci/run does)"
+    return AXE.read_text(encoding="utf-8")
+
+
+def violations(page) -> list[str]:
+    page.add_script_tag(content=axe_source())
+    return page.evaluate(RUN_AXE)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("share", range(2))
+def test_axe_finds_no_violation_on_any_page(browser, site, scheme, share):
+    url, root = site
+    context = browser.new_context(color_scheme=scheme, viewport={"width": 412, "height": 823})
+    page = context.new_page()
+    found = []
+    for rel in html_pages(root)[share::2]:
+        page.goto(url + rel)
+        page.wait_for_load_state("networkidle")
+        expected = "slate" if scheme == "dark" else "default"
+        assert page.get_attribute("body", "data-md-color-scheme") == expected
+        found += [f"{rel}: {v}" for v in violations(page)]
+    context.close()
+    assert not found, "\n".join(found)
+
+
+def test_axe_catches_a_violation(browser, site):
+    url, _ = site
+    page = browser.new_page()
+    page.goto(url)
+    page.evaluate("""() => { const i = document.createElement('img'); i.src = 'x.png';
+                             document.querySelector('article').appendChild(i); }""")
+    assert any(v.startswith("image-alt") for v in violations(page))
