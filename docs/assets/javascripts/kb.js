@@ -57,9 +57,10 @@
   // become focusable (keyboard users can scroll them), and navigation landmarks get the name of the
   // label that heads them, so that each is told apart.
   function accessible() {
-    document.querySelectorAll(".highlight-ipynb, .jp-OutputArea-output pre, .md-typeset__scrollwrap").forEach(function (el) {
+    document.querySelectorAll(".highlight-ipynb, .jp-OutputArea-output pre, .md-typeset__scrollwrap, div.arithmatex").forEach(function (el) {
       if (!el.hasAttribute("tabindex") && el.scrollWidth > el.clientWidth) el.setAttribute("tabindex", "0");
     });
+    document.querySelectorAll("nav.md-tags:not([aria-label])").forEach(function (nav) { nav.setAttribute("aria-label", "Tags"); });
     // (With navigation.indexes a section's label holds only an icon; its name is the index link's.)
     document.querySelectorAll("nav[aria-labelledby]").forEach(function (nav) {
       var label = document.getElementById(nav.getAttribute("aria-labelledby"));
