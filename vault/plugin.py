@@ -21,6 +21,7 @@ from mkdocs.utils import get_relative_url
 
 from . import anki, practice
 from . import math as site_math
+from .a11y import empty_headers_as_cells
 from .cards import collect as collect_cards
 from .navcache import memoised_nav_item
 from .search import plain_code_blocks
@@ -139,7 +140,8 @@ class VaultPlugin(BasePlugin):
 
     @event_priority(-100)
     def _content_for_template(self, context, page, config, nav):
-        page.content = site_math.render(self._rendered_content or "", functools.partial(math_error, page))
+        content = site_math.render(self._rendered_content or "", functools.partial(math_error, page))
+        page.content = empty_headers_as_cells(content)
         return context
 
     on_page_context = CombinedEvent(_content_for_search, _content_for_template)

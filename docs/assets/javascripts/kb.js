@@ -40,7 +40,9 @@
       blocks = [].filter.call(blocks, function (el) { return !el.hasAttribute("data-processed"); });
       if (!blocks.length) return;
       var dark = document.body.getAttribute("data-md-color-scheme") === "slate";
-      window.mermaid.initialize({ startOnLoad: false, securityLevel: "strict", theme: dark ? "dark" : "default" });
+      // In the dark theme, edge labels get a darker box than Mermaid's own, for 4.5:1 contrast.
+      window.mermaid.initialize({ startOnLoad: false, securityLevel: "strict", theme: dark ? "dark" : "default",
+        themeVariables: dark ? { edgeLabelBackground: "#3a3a3a" } : {} });
       return window.mermaid.run({ nodes: blocks });
     });
   }
@@ -61,15 +63,31 @@
       if (!el.hasAttribute("tabindex") && el.scrollWidth > el.clientWidth) el.setAttribute("tabindex", "0");
     });
     document.querySelectorAll("nav.md-tags:not([aria-label])").forEach(function (nav) { nav.setAttribute("aria-label", "Tags"); });
+    document.querySelectorAll("nav.md-code__nav:not([aria-label])").forEach(function (nav, i) {
+      nav.setAttribute("aria-label", "Code block " + (i + 1));
+    });
+    var used = {};
     // (With navigation.indexes a section's label holds only an icon; its name is the index link's.)
     document.querySelectorAll("nav[aria-labelledby]").forEach(function (nav) {
       var label = document.getElementById(nav.getAttribute("aria-labelledby"));
       if (!label || label.textContent.trim()) return;
       var link = nav.parentElement && nav.parentElement.querySelector(".md-nav__link");
       var name = link && link.textContent.trim();
-      if (name) { nav.removeAttribute("aria-labelledby"); nav.setAttribute("aria-label", name); }
+      if (!name) return;
+      used[name] = (used[name] || 0) + 1;
+      nav.removeAttribute("aria-labelledby");
+      nav.setAttribute("aria-label", used[name] > 1 ? name + " (" + used[name] + ")" : name);
     });
   }
+
+  // Material adds code-block buttons after load: name them once the page has settled.
+  var pending = false;
+  var observer = new MutationObserver(function () {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(function () { pending = false; accessible(); });
+  });
+  observer.observe(document.documentElement, { childList: true, subtree: true });
 
   function renderPage() {
     accessible();
