@@ -90,12 +90,11 @@ def watch(page, origin: str) -> Visit:
 
 
 def settle(page, timeout_ms: int = 15000) -> bool:
-    """Wait until the page's lazily loaded math and diagrams are drawn. False if they never are."""
+    """Wait until the page's math (typeset at build time) and lazily drawn diagrams are there. False if not."""
     page.wait_for_load_state("networkidle")
     try:
         page.wait_for_function(
             """() => [...document.querySelectorAll('.arithmatex')].every(e => e.querySelector('.katex'))
-                   && [...document.querySelectorAll('.jp-RenderedMarkdown')].every(e => e.hasAttribute('data-kb-math'))
                    && [...document.querySelectorAll('div.kb-mermaid')].every(e => e.querySelector('svg'))""",
             timeout=timeout_ms,
         )

@@ -86,6 +86,9 @@ def test_math_renders(browser, site):
     assert page.locator(".arithmatex .katex").count() >= 10
     assert raw_math(page) == []
     assert not visit.problems
+    # Typeset at build time: no math script runs in the reader's browser.
+    scripts = page.eval_on_selector_all("script[src]", "els => els.map(e => e.src)")
+    assert not [s for s in scripts if "katex" in s], scripts
 
 
 def test_dark_light_toggle(browser, site):
@@ -144,7 +147,7 @@ def clean_url(uri: str) -> str:
 
 FAULTS = {
     "Foreign.md": "# Foreign\n\n![a tracking pixel](https://example.com/pixel.png)\n",
-    "Broken math.md": "# Broken math\n\nAn undefined macro: $\\notamacro{x}$.\n",
+    "Missing figure.md": '# Missing figure\n\n<img src="no-such-figure.png" alt="a figure that is not there">\n',
     "Raw math.md": '# Raw math\n\n<div markdown="0">$$x^2$$</div>\n',
 }
 
@@ -169,8 +172,22 @@ def test_a_foreign_request_is_caught(browser, faulty_site):
 
 
 def test_a_console_error_is_caught(browser, faulty_site):
-    _, visit = open_page(browser, faulty_site + "notes/broken-math/", faulty_site, settle_ms=3000)
-    assert any("ParseError" in e or "KaTeX" in e for e in visit.console_errors), visit.console_errors
+    _, visit = open_page(browser, faulty_site + "notes/missing-figure/", faulty_site, settle_ms=3000)
+    assert any("404" in e for e in visit.console_errors), visit.console_errors
+
+
+def test_invalid_math_fails_the_build_naming_page_and_line(tmp_path):
+    import shutil
+    project = tmp_path / "project"
+    for name in ("docs", "snippets", "overrides"):
+        shutil.copytree(ROOT / name, project / name)
+    shutil.copy(ROOT / "mkdocs.yml", project / "mkdocs.yml")
+    write(project / "docs/notes/Broken math.md", "# Broken math\n\nSome text.\n\nAn undefined macro: $\\notamacro{x}$.\n")
+    import os, subprocess, sys
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(project / "site")],
+                          cwd=project, env=dict(os.environ, NO_MKDOCS_2_WARNING="1"), capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "notes/Broken math.md:5: KaTeX parse error: Undefined control sequence: \\notamacro" in proc.stderr, proc.stderr[-2000:]
 
 
 def test_unrendered_math_is_caught(browser, faulty_site):

@@ -5,6 +5,7 @@ index built in `on_files`, so a build is linear in the number of notes.
 """
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import os
@@ -19,6 +20,8 @@ from mkdocs.structure.files import File, Files
 from mkdocs.utils import get_relative_url
 
 from . import anki, practice
+from . import math as site_math
+from .a11y import empty_headers_as_cells
 from .cards import collect as collect_cards
 from .navcache import memoised_nav_item
 from .search import plain_code_blocks
@@ -75,6 +78,7 @@ class VaultPlugin(BasePlugin):
             files.append(generated)
         config["nav"] = self.navigation()
         self.aliases: dict[str, list[str]] = {}
+        self.names: dict[str, str] = {}  # page URL -> note name, for search
         return files
 
     def navigation(self) -> list:
@@ -107,6 +111,8 @@ class VaultPlugin(BasePlugin):
         if isinstance(aliases, list) and aliases:
             self.aliases[page.url] = [str(a) for a in aliases]
         note = self.vault.notes.get(uri)
+        if note is not None:
+            self.names[page.url] = self.vault.title(uri)
         if note is not None and markdown.strip() == note.body.strip():
             markdown = self.vault.rendered[uri][0]  # rendered once in on_files, with the problems
         else:  # another plugin changed the text (or it is generated): render what MkDocs gave us
@@ -124,16 +130,18 @@ class VaultPlugin(BasePlugin):
         return markdown
 
     # Material's search plugin reads page.content in its on_page_context (priority 0). Around it, the
-    # page shows it code blocks as plain text, which is far cheaper to parse and indexes the same.
+    # page shows it code blocks as plain text, which is far cheaper to parse and indexes the same, and
+    # math as readable text; then the page gets its math typeset by KaTeX (vault/math.py).
     @event_priority(100)
     def _content_for_search(self, context, page, config, nav):
         self._rendered_content = page.content
-        page.content = plain_code_blocks(page.content or "")
+        page.content = plain_code_blocks(site_math.readable_html(page.content or ""))
         return context
 
     @event_priority(-100)
     def _content_for_template(self, context, page, config, nav):
-        page.content = self._rendered_content
+        content = site_math.render(self._rendered_content or "", functools.partial(math_error, page))
+        page.content = empty_headers_as_cells(content)
         return context
 
     on_page_context = CombinedEvent(_content_for_search, _content_for_template)
@@ -161,7 +169,14 @@ class VaultPlugin(BasePlugin):
         # After the search plugin wrote its index (it is listed first), before offline inlines it.
         index_file = Path(config["site_dir"]) / "search" / "search_index.json"
         if index_file.is_file():
-            refine_search_index(index_file, self.aliases)
+            refine_search_index(index_file, self.aliases, self.names)
+
+
+def math_error(page, tex: str, message: str) -> None:
+    """Name the page and line of a formula KaTeX rejects (a warning, so a strict build fails)."""
+    text = page.file.content_string if page.file.abs_src_path else ""
+    line = next((i for i, l in enumerate(text.splitlines(), 1) if tex.split("\n")[0] in l), 0)
+    log.warning(f"{page.file.src_uri}:{line}: {message}")
 
 
 def group(items: list[dict]) -> list[dict]:
