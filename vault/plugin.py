@@ -84,14 +84,15 @@ class VaultPlugin(BasePlugin):
 
     def navigation(self) -> list:
         vault = self.vault
+        title = lambda uri: html.escape(vault.title(uri), quote=False)  # noqa: E731  Material prints it as HTML
         nav: list = [{"Home": HOME}]
         for section in vault.sections:
             index = f"{section}/index.md"
-            pages = [{vault.title(uri): uri} for uri in vault.pages_in(section)]
-            nav.append({vault.title(index): [index] + group(pages)})
+            pages = [{title(uri): uri} for uri in vault.pages_in(section)]
+            nav.append({title(index): [index] + group(pages)})
         for uri in sorted(vault.notes):
             if "/" not in uri and uri != HOME:
-                nav.append({vault.title(uri): uri})
+                nav.append({title(uri): uri})
         nav.append({"Printable handout": practice.HANDOUT})
         return nav
 
