@@ -8,6 +8,7 @@ showing the offending URL or attribute value, else the tag.
 """
 from __future__ import annotations
 
+import html
 import json
 
 from selectolax.lexbor import LexborHTMLParser
@@ -59,3 +60,11 @@ def locate(lines: list[str], finding: allowlist.Finding, notebook: bool, taken: 
         if hits:
             return next((n for n in hits if n not in taken), hits[0])
     return 1
+
+
+def withheld(problems: list[Problem]) -> str:
+    """What a page with findings shows instead of its content, so nothing unsafe is ever written to
+    the site, even by a build whose failure is ignored (or under `mkdocs serve`)."""
+    items = "".join(f"<li><code>{html.escape(str(p))}</code></li>" for p in problems)
+    return (f'<div class="admonition failure"><p class="admonition-title">This page is withheld</p>'
+            f"<p>Its HTML has parts the site does not allow (see CONTRIBUTING.md):</p><ul>{items}</ul></div>")

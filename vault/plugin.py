@@ -158,7 +158,7 @@ class VaultPlugin(BasePlugin):
             problems = htmlcheck.check_page(html_text, path, source)
         for problem in problems:
             log.warning(str(problem))
-        return html_text
+        return htmlcheck.withheld(problems) if problems else html_text
 
     def _practice_data(self, html_text: str, page, config, files):
         if page.file.src_uri != practice.PRACTICE:
