@@ -94,10 +94,11 @@ def test_dark_light_toggle(browser, site):
     scheme = lambda: page.get_attribute("body", "data-md-color-scheme")
     first = scheme()
     page.locator("label.md-header__button[for^='__palette_']:visible").click()
-    page.wait_for_function(f"document.body.getAttribute('data-md-color-scheme') !== '{first}'")
+    # A function, not an expression: Playwright polls an expression with eval, which the CSP forbids.
+    page.wait_for_function(f"() => document.body.getAttribute('data-md-color-scheme') !== '{first}'")
     assert {first, scheme()} == {"default", "slate"}
     page.locator("label.md-header__button[for^='__palette_']:visible").click()
-    page.wait_for_function(f"document.body.getAttribute('data-md-color-scheme') === '{first}'")
+    page.wait_for_function(f"() => document.body.getAttribute('data-md-color-scheme') === '{first}'")
 
 
 def test_code_blocks_have_a_copy_button(browser, site):
