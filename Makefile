@@ -2,6 +2,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
+LINT   ?= vault tests snippets
 STAMP  := $(VENV)/.installed
 export NO_MKDOCS_2_WARNING := 1
 
@@ -18,10 +19,13 @@ setup: $(STAMP)
 serve: setup  ## live-reloading site at http://127.0.0.1:8000/ + the path of site_url (/cv-interview-kb/)
 	$(PY) -m mkdocs serve -a 127.0.0.1:8000 --livereload
 
-check: setup  ## fast contribution checks, then the strict build
+check: setup  ## lint, fast contribution checks, then the strict build
+	$(VENV)/bin/ruff check $(LINT)
 	$(PY) -m vault.check
 
-test: setup  ## the whole suite: checks, strict build, snippets, notebooks, browser tests
+test: setup  ## the whole suite: lint, workflow audit, checks, strict build, snippets, notebooks, browser tests
+	$(VENV)/bin/ruff check $(LINT)
+	$(VENV)/bin/zizmor --offline .github/workflows
 	$(PY) -m vault.check
 	$(PY) -m pytest -n 2
 

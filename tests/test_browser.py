@@ -91,7 +91,8 @@ def test_math_renders(browser, site):
 def test_dark_light_toggle(browser, site):
     url, _ = site
     page, _ = open_page(browser, url, url)
-    scheme = lambda: page.get_attribute("body", "data-md-color-scheme")
+    def scheme():
+        return page.get_attribute("body", "data-md-color-scheme")
     first = scheme()
     page.locator("label.md-header__button[for^='__palette_']:visible").click()
     # A function, not an expression: Playwright polls an expression with eval, which the CSP forbids.

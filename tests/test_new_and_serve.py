@@ -24,7 +24,8 @@ def test_scaffolded_page_is_well_formed_but_rejected_until_written(project, caps
     assert f"[[Non-maximum suppression|{QUESTION}]]" in (project / "docs/cv-deep-learning/index.md").read_text()
     capsys.readouterr()
     assert check_main(["--root", str(project), "--no-build"]) == 1
-    problems = [l for l in capsys.readouterr().out.splitlines() if "Non-maximum suppression.md" in l or "non_maximum" in l]
+    problems = [l for l in capsys.readouterr().out.splitlines()
+                if "Non-maximum suppression.md" in l or "non_maximum" in l]
     assert problems and all("placeholder" in p for p in problems), problems  # only the TODOs, nothing malformed
 
 
@@ -52,7 +53,8 @@ def test_serve_serves_the_site():
                     break
             except OSError:
                 time.sleep(0.5)
-        assert "How does the RANSAC algorithm help in model fitting?" in body, proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "timeout"
+        why = proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "timeout"
+        assert "How does the RANSAC algorithm help in model fitting?" in body, why
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -239,7 +239,8 @@ class Checker:
             if any(c in path.name for c in UNSAFE_FILENAME_CHARS):
                 self.add(rel, 1, f"file name has one of {UNSAFE_FILENAME_CHARS}: the theme prints file names unescaped")
             if path.suffix.lower() in IMAGE_SUFFIXES and path.stat().st_size > MAX_IMAGE_BYTES:
-                self.add(rel, 1, f"image is {path.stat().st_size // 1024} KB; the limit is {MAX_IMAGE_BYTES // 1024} KB")
+                self.add(rel, 1, f"image is {path.stat().st_size // 1024} KB; "
+                                 f"the limit is {MAX_IMAGE_BYTES // 1024} KB")
             if path.suffix == ".ipynb":
                 self.check_notebook(path, rel)
 

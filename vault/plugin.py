@@ -84,7 +84,10 @@ class VaultPlugin(BasePlugin):
 
     def navigation(self) -> list:
         vault = self.vault
-        title = lambda uri: html.escape(vault.title(uri), quote=False)  # noqa: E731  Material prints it as HTML
+
+        def title(uri: str) -> str:  # Material prints a navigation title as HTML
+            return html.escape(vault.title(uri), quote=False)
+
         nav: list = [{"Home": HOME}]
         for section in vault.sections:
             index = f"{section}/index.md"
