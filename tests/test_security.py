@@ -58,6 +58,7 @@ def hostile(tmp_path_factory):
     project = copy_project(tmp_path_factory.mktemp("hostile"))
     for pid, text, _ in PAYLOADS:
         write(project / "docs" / note_of(pid), f"# Payload {pid}\n\n{text}\n")
+    write(project / "docs" / CODE_NOTE, CODE_IS_TEXT)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = check_main(["--root", str(project)])
@@ -65,6 +66,27 @@ def hostile(tmp_path_factory):
     logging.getLogger("mkdocs").setLevel(logging.ERROR)
     build(load_config(str(project / "mkdocs.yml"), site_dir=str(site), strict=False))
     return code, out.getvalue(), site
+
+
+CODE_NOTE = "Code is fine.md"
+CODE_IS_TEXT = """# Code is fine
+
+Write `<script>alert(1)</script>` and `<img src=x onerror=alert(1)>` as code: they are shown, not run.
+
+```html
+<svg/onload=alert(1)><meta http-equiv="refresh" content="0;url=https://example.org/">
+```
+"""
+
+
+def test_html_inside_code_is_text(hostile):
+    code, out, site = hostile
+    assert f"docs/{CODE_NOTE}:" not in out
+    article = LexborHTMLParser((site / clean_dest_uri(CODE_NOTE)).read_text(encoding="utf-8")).css_first("article")
+    text = article.text()
+    assert "This page is withheld" not in text
+    assert "<svg/onload=alert(1)>" in text and "<script>alert(1)</script>" in text
+    assert not article.css("svg[onload], script, meta")
 
 
 def test_there_are_payloads_of_each_class():
