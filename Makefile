@@ -2,7 +2,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
-LINT   ?= vault tests snippets
+RUFF_PATHS := vault tests snippets  # a command line may narrow it: make check RUFF_PATHS="vault tests"
 STAMP  := $(VENV)/.installed
 export NO_MKDOCS_2_WARNING := 1
 
@@ -20,11 +20,11 @@ serve: setup  ## live-reloading site at http://127.0.0.1:8000/ + the path of sit
 	$(PY) -m mkdocs serve -a 127.0.0.1:8000 --livereload
 
 check: setup  ## lint, fast contribution checks, then the strict build
-	$(VENV)/bin/ruff check $(LINT)
+	$(VENV)/bin/ruff check $(RUFF_PATHS)
 	$(PY) -m vault.check
 
 test: setup  ## the whole suite: lint, workflow audit, checks, strict build, snippets, notebooks, browser tests
-	$(VENV)/bin/ruff check $(LINT)
+	$(VENV)/bin/ruff check $(RUFF_PATHS)
 	$(VENV)/bin/zizmor --offline .github/workflows
 	$(PY) -m vault.check
 	$(PY) -m pytest -n 2
