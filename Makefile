@@ -2,6 +2,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
+RUFF_PATHS := vault tests snippets  # a command line may narrow it: make check RUFF_PATHS="vault tests"
 STAMP  := $(VENV)/.installed
 export NO_MKDOCS_2_WARNING := 1
 
@@ -24,10 +25,13 @@ $(NODE_STAMP): package.json package-lock.json
 serve: setup  ## live-reloading site at http://127.0.0.1:8000/ + the path of site_url (/cv-interview-kb/)
 	$(PY) -m mkdocs serve -a 127.0.0.1:8000 --livereload
 
-check: setup  ## fast contribution checks, then the strict build
+check: setup  ## lint, fast contribution checks, then the strict build
+	$(VENV)/bin/ruff check $(RUFF_PATHS)
 	$(PY) -m vault.check
 
-test: setup $(NODE_STAMP)  ## the whole suite: checks, strict build, snippets, notebooks, browser tests (axe-core from npm)
+test: setup $(NODE_STAMP)  ## the whole suite: lint, workflow audit, checks, strict build, snippets, notebooks, browser tests (axe-core from npm)
+	$(VENV)/bin/ruff check $(RUFF_PATHS)
+	$(VENV)/bin/zizmor --offline .github/workflows
 	$(PY) -m vault.check
 	$(PY) -m pytest -n 2
 

@@ -94,13 +94,15 @@ def test_math_renders(browser, site):
 def test_dark_light_toggle(browser, site):
     url, _ = site
     page, _ = open_page(browser, url, url)
-    scheme = lambda: page.get_attribute("body", "data-md-color-scheme")
+    def scheme():
+        return page.get_attribute("body", "data-md-color-scheme")
     first = scheme()
     page.locator("label.md-header__button[for^='__palette_']:visible").click()
-    page.wait_for_function(f"document.body.getAttribute('data-md-color-scheme') !== '{first}'")
+    # A function, not an expression: Playwright polls an expression with eval, which the CSP forbids.
+    page.wait_for_function(f"() => document.body.getAttribute('data-md-color-scheme') !== '{first}'")
     assert {first, scheme()} == {"default", "slate"}
     page.locator("label.md-header__button[for^='__palette_']:visible").click()
-    page.wait_for_function(f"document.body.getAttribute('data-md-color-scheme') === '{first}'")
+    page.wait_for_function(f"() => document.body.getAttribute('data-md-color-scheme') === '{first}'")
 
 
 def test_code_blocks_have_a_copy_button(browser, site):
@@ -145,8 +147,9 @@ def clean_url(uri: str) -> str:
 
 # --- the detectors themselves catch what they are meant to catch -------------------------------
 
+# A foreign request can no longer be built into a page (the allow-list rejects it, the CSP blocks it):
+# test_security.py's test_without_the_policy_the_same_injection_runs shows that watch() catches one.
 FAULTS = {
-    "Foreign.md": "# Foreign\n\n![a tracking pixel](https://example.com/pixel.png)\n",
     "Missing figure.md": '# Missing figure\n\n<img src="no-such-figure.png" alt="a figure that is not there">\n',
     "Raw math.md": '# Raw math\n\n<div markdown="0">$$x^2$$</div>\n',
 }
@@ -164,11 +167,6 @@ def faulty_site(tmp_path_factory):
     server = Server(build_site(project, project / "site"))
     yield server.url
     server.close()
-
-
-def test_a_foreign_request_is_caught(browser, faulty_site):
-    _, visit = open_page(browser, faulty_site + "notes/foreign/", faulty_site, settle_ms=3000)
-    assert visit.foreign_requests == ["https://example.com/pixel.png"]
 
 
 def test_a_console_error_is_caught(browser, faulty_site):

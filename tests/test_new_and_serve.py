@@ -24,7 +24,8 @@ def test_scaffolded_page_is_well_formed_but_rejected_until_written(project, caps
     assert f"[[Non-maximum suppression|{QUESTION}]]" in (project / "docs/cv-deep-learning/index.md").read_text()
     capsys.readouterr()
     assert check_main(["--root", str(project), "--no-build"]) == 1
-    problems = [l for l in capsys.readouterr().out.splitlines() if "Non-maximum suppression.md" in l or "non_maximum" in l]
+    problems = [l for l in capsys.readouterr().out.splitlines()
+                if "Non-maximum suppression.md" in l or "non_maximum" in l]
     unwritten = ("placeholder", "asserts and claims nothing", "shows no snippet part that asserts")
     # only what is not yet written (the TODOs, and code that proves nothing yet), nothing malformed
     assert problems and all(any(u in p for u in unwritten) for p in problems), problems
@@ -54,7 +55,8 @@ def test_serve_serves_the_site():
                     break
             except OSError:
                 time.sleep(0.5)
-        assert "How does the RANSAC algorithm help in model fitting?" in body, proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "timeout"
+        why = proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "timeout"
+        assert "How does the RANSAC algorithm help in model fitting?" in body, why
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -117,7 +117,8 @@ def test_build_keeps_code_literal_and_links_prose(project):
 
 @pytest.mark.parametrize("link, message", [
     ("[[Nowhere]]", r"docs/notes/Test page.md:9: wikilink \[\[Nowhere\]\] matches no note"),
-    ("[[RANSAC#No such heading]]", r"docs/notes/Test page.md:9: wikilink \[\[RANSAC#No such heading\]\]: RANSAC has no heading"),
+    ("[[RANSAC#No such heading]]",
+     r"docs/notes/Test page.md:9: wikilink \[\[RANSAC#No such heading\]\]: RANSAC has no heading"),
 ])
 def test_build_fails_on_a_broken_wikilink(project, link, message):
     add_page(project, PAGE.replace("[[RANSAC#How many trials]]", link))

@@ -13,7 +13,6 @@ import argparse
 import gzip
 import logging
 import os
-import statistics
 import sys
 import tempfile
 import time
