@@ -5,8 +5,6 @@ scan: it is aria-hidden glyph boxes (assistive technology reads the MathML besid
 the text colour, and its thousands of nodes made one math page take 20 s to check."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from .conftest import ROOT

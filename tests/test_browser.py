@@ -180,12 +180,16 @@ def test_invalid_math_fails_the_build_naming_page_and_line(tmp_path):
     for name in ("docs", "snippets", "overrides"):
         shutil.copytree(ROOT / name, project / name)
     shutil.copy(ROOT / "mkdocs.yml", project / "mkdocs.yml")
-    write(project / "docs/notes/Broken math.md", "# Broken math\n\nSome text.\n\nAn undefined macro: $\\notamacro{x}$.\n")
-    import os, subprocess, sys
+    write(project / "docs/notes/Broken math.md",
+          "# Broken math\n\nSome text.\n\nAn undefined macro: $\\notamacro{x}$.\n")
+    import os
+    import subprocess
+    import sys
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(project / "site")],
                           cwd=project, env=dict(os.environ, NO_MKDOCS_2_WARNING="1"), capture_output=True, text=True)
     assert proc.returncode != 0
-    assert "notes/Broken math.md:5: KaTeX parse error: Undefined control sequence: \\notamacro" in proc.stderr, proc.stderr[-2000:]
+    expected = "notes/Broken math.md:5: KaTeX parse error: Undefined control sequence: \\notamacro"
+    assert expected in proc.stderr, proc.stderr[-2000:]
 
 
 def test_unrendered_math_is_caught(browser, faulty_site):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
 import yaml
 
 from vault.urls import clean_dest_uri
@@ -18,7 +17,8 @@ QUERIES_DIR = ROOT / "tests" / "search_queries"
 RECALL_AT_5 = 0.95
 
 
-def load_queries(folder: Path = QUERIES_DIR, docs: Path = ROOT / "docs") -> tuple[list[tuple[str, str, str]], list[str]]:
+def load_queries(folder: Path = QUERIES_DIR,
+                 docs: Path = ROOT / "docs") -> tuple[list[tuple[str, str, str]], list[str]]:
     """(where, query, expected page URL) for every entry, and `path:line: problem` for bad ones."""
     queries, problems = [], []
     for file in sorted(folder.glob("*.yml")):
@@ -40,7 +40,8 @@ def load_queries(folder: Path = QUERIES_DIR, docs: Path = ROOT / "docs") -> tupl
             where = f"{rel}:{line}"
             if not isinstance(query, str) or not query.strip() or not isinstance(expect, str) \
                     or set(entry) != {"query", "expect"}:
-                problems.append(f"{rel}: entry {n + 1}: must be exactly {{query: \"...\", expect: \"section/Page.md\"}}")
+                problems.append(f"{rel}: entry {n + 1}: must be exactly "
+                                "{{query: \"...\", expect: \"section/Page.md\"}}")
             elif not (docs / expect).is_file():
                 problems.append(f"{where}: expect: no page docs/{expect}")
             else:

@@ -86,7 +86,8 @@ def reader_index(data: dict, aliases: dict[str, list[str]], names: dict[str, str
             section = page_url.split("/")[0]
             tags = [t for t in doc.get("tags", []) if t != section and not t.startswith("difficulty")]
             number[page_url] = len(pages)
-            pages.append({"l": page_url, "n": names.get(page_url, ""), "t": plain(doc["title"]) if "#" not in location else "",
+            pages.append({"l": page_url, "n": names.get(page_url, ""),
+                          "t": plain(doc["title"]) if "#" not in location else "",
                           "a": aliases.get(page_url, []), "g": " ".join(tags).replace("-", " ")})
         entry = {"p": number[page_url], "l": location, "h": plain(doc["title"]) if "#" in location else "",
                  "x": plain(doc.get("text", ""))}
