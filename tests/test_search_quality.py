@@ -53,7 +53,7 @@ def ranked_pages(page, query: str, origin: str) -> list[str]:
     """Type the query into the search box; the distinct result pages, best first."""
     box = page.locator("input.md-search__input")
     box.fill("")
-    page.wait_for_function("!document.querySelector('li.md-search-result__item')")
+    page.wait_for_function("() => !document.querySelector('li.md-search-result__item')")
     box.fill(query)
     page.keyboard.press("End")  # a real key press makes Material search (fill sends no key events)
     try:

@@ -16,6 +16,7 @@
 
   var SETUP = 0, READY = 1, QUERY = 2, RESULT = 3;
   var FIELDS = { name: 4, aliases: 3, heading: 2, text: 1, tags: 1, code: 0.5 };
+  var SURFACE_BOOST = 1.5;     // a word matched as typed, against its stem alone
   var OTHER_SECTIONS = 0.25;   // share of a page's other matching sections added to its best one
   var MAX_PAGES = 30;
   var STOP_WORDS = new Set((
@@ -140,6 +141,9 @@
     var base = groups.filter(function (g) { return !g.extra; }).length;
     if (!base) return { items: [] };
     var lastForms = groups.filter(function (g) { return !g.extra; }).pop().forms;
+    // A word as typed outranks its stem: "optimizers" favours the page saying "optimizers" over one
+    // saying "optimization", though both share the stem "optim".
+    var surface = new Set(groups.map(function (g) { return g.forms[g.forms.length - 1]; }));
     var groupsOf = new Map();  // form -> indices of the groups holding it
     groups.forEach(function (g, i) {
       g.forms.forEach(function (f) { groupsOf.set(f, (groupsOf.get(f) || []).concat([i])); });
@@ -152,6 +156,7 @@
       fuzzy: function (term) { return typos(term); },
       prefix: function (term) { return lastForms.indexOf(term) >= 0 && term.length >= 3 && /\S$/.test(query); },
       weights: { fuzzy: 0.5, prefix: 0.3 },
+      boostTerm: function (term) { return surface.has(term) ? SURFACE_BOOST : 1; },
       tokenize: function (t) { return [t]; },
       processTerm: function (t) { return t; },
     });
