@@ -55,6 +55,7 @@ def test_the_page_must_show_the_whole_number():
     assert shows("a 0.119.5 thing", "0.119") is None
     assert shows("```python\nx = 11.7%\n```\n", "11.7%") is None  # code blocks are not the page's prose
     assert shows("inline `1e-12` counts", "1e-12") is not None
+    assert shows("a gain of 5–30\nfold", "5–30 fold") == (10, 19)  # wrapped prose still shows it
 
 
 def test_make_check_reads_claims_and_asserts_from_the_source():

@@ -47,6 +47,7 @@ def snippet_failure(path: Path, snippets: Path, tmp_path: Path) -> str | None:
     name = path.relative_to(snippets).as_posix()
     rel = f"snippets/{name}"
     pages = ", ".join(pages_showing().get(name, [])) or "no page"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     log, figures = tmp_path / "claims.jsonl", tmp_path / "figures"
     proc = run(path, figure_dir=figures, claims_log=log)
     if proc.returncode != 0:

@@ -224,17 +224,19 @@ def _prose(markdown: str) -> str:
     return mask_fenced(markdown)
 
 
-def shows(markdown: str, text: str) -> int | None:
-    """Offset at which the page's prose shows `text` as a whole number (not inside a longer one)."""
+def shows(markdown: str, text: str) -> tuple[int, int] | None:
+    """Where the page's prose shows `text` as a whole number (not inside a longer one): its span."""
     prose = _prose(markdown)
-    for m in re.finditer(re.escape(text), prose):
+    # A line break or a run of spaces in the page matches a space in the text: prose is wrapped.
+    pattern = r"\s+".join(map(re.escape, text.split()))
+    for m in re.finditer(pattern, prose):
         before = prose[m.start() - 1] if m.start() else " "
         after = prose[m.end():m.end() + 2]
         if before.isdigit() or (before in ".," and m.start() > 1 and prose[m.start() - 2].isdigit()):
             continue
         if after[:1].isdigit() or (after[:1] in ".," and after[1:2].isdigit()):
             continue
-        return m.start()
+        return m.span()
     return None
 
 

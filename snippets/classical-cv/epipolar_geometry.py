@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from _figures import save
+from vault.claims import claim
 
 rng = np.random.default_rng(0)
 
@@ -94,10 +95,10 @@ same_sign = lambda A, B: A * np.sign(np.sum(A * B))
 F_ref = F_true / np.linalg.norm(F_true)
 
 assert abs(np.linalg.det(F)) < 1e-12 and np.linalg.matrix_rank(F, tol=1e-9) == 2
-assert np.linalg.norm(same_sign(F, F_ref) - F_ref) < 0.02          # equal up to scale (and sign)
+claim("0.002", np.linalg.norm(same_sign(F, F_ref) - F_ref))       # equal up to scale (and sign)
 d_norm = epipolar_distance(F, x1_true, x2_true).mean()             # against the noise-free points
 d_raw = epipolar_distance(F_raw, x1_true, x2_true).mean()
-assert d_norm < 0.5
+claim("0.26 px", d_norm)
 
 
 def median_error(normalised: bool, trials: int = 50, k: int = 12, sigma: float = 2.0) -> float:
@@ -113,7 +114,8 @@ def median_error(normalised: bool, trials: int = 50, k: int = 12, sigma: float =
 
 
 mc_norm, mc_raw = median_error(True), median_error(False)
-assert mc_raw > 1.5 * mc_norm                                        # normalisation matters...
+claim("from 7.2 px", mc_raw), claim("to 3.3 px", mc_norm)           # normalisation matters...
+claim("2.2×", mc_raw / mc_norm)
 
 
 def conditioning(p1: np.ndarray, p2: np.ndarray) -> float:
@@ -124,7 +126,8 @@ def conditioning(p1: np.ndarray, p2: np.ndarray) -> float:
 
 cond_raw = conditioning(h(x1), h(x2))
 cond_norm = conditioning(normalise(x1)[0], normalise(x2)[0])
-assert cond_raw > 1000 * cond_norm                                  # ...because pixels ~ 1e2..1e5 in A
+claim("1.4 \\times 10^5", cond_raw), claim("to 34", cond_norm)     # ...because pixels ~ 1e2..1e5 in A
+claim("4,200×", cond_raw / cond_norm, tol=50)                      # rounded to the hundred
 
 F_cv, _ = cv2.findFundamentalMat(x1, x2, cv2.FM_8POINT)
 assert np.linalg.norm(same_sign(F_cv / np.linalg.norm(F_cv), F) - F) < 1e-3   # OpenCV: same algorithm
@@ -143,17 +146,30 @@ e1, e2 = epipoles(F)                                               # with 0.5 px
 pp = K[:2, 2]
 assert np.linalg.norm(e1 - e1_true) < 0.15 * np.linalg.norm(e1_true - pp)
 assert np.linalg.norm(e2 - e2_true) < 0.15 * np.linalg.norm(e2_true - pp)
+claim("x = −701", e1[0]), claim("−767", e1_true[0])               # image 1 (the figure's titles)
+claim("x = −438", e2[0]), claim("−480", e2_true[0])               # image 2
 # --8<-- [end:check-f]
 
 
 # --8<-- [start:essential]
 E = K.T @ F @ K
 s = np.linalg.svd(E, compute_uv=False)
-assert abs(s[0] - s[1]) / s[0] < 0.05 and s[2] / s[0] < 1e-9    # two equal singular values, one zero
+claim("0.993", s[1] / s[0])                                       # two (nearly) equal singular values ...
+assert s[2] / s[0] < 1e-9                                         # ... and one zero
 _, R_est, t_est, _ = cv2.recoverPose(E, x1, x2, K)                 # picks the 1 of 4 (R, t) in front
 angle_err = np.degrees(np.linalg.norm(cv2.Rodrigues(R_est @ R.T)[0]))
-assert angle_err < 0.5
-assert np.degrees(np.arccos(t_est.ravel() @ t / np.linalg.norm(t))) < 3.0   # direction only: no scale
+claim("0.21°", angle_err)
+claim("1.6°", np.degrees(np.arccos(t_est.ravel() @ t / np.linalg.norm(t))))   # direction only: no scale
+
+# The four candidates by hand: E = U diag(1,1,0) V^T, R = U W V^T or U W^T V^T, t = +-u3.
+U, _, Vt = np.linalg.svd(E)
+U, Vt = U * np.sign(np.linalg.det(U)), Vt * np.sign(np.linalg.det(Vt))   # proper rotations
+Wz = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+Ra, Rb, u3 = U @ Wz @ Vt, U @ Wz.T @ Vt, U[:, 2]
+R1_cv, R2_cv, t_cv = cv2.decomposeEssentialMat(E)
+assert {tuple(np.round(M, 9).ravel()) for M in (Ra, Rb)} == {tuple(np.round(M, 9).ravel()) for M in (R1_cv, R2_cv)}
+assert np.allclose(np.abs(u3), np.abs(t_cv.ravel()))
+assert any(np.allclose(R_est, M) for M in (Ra, Rb))                # recoverPose kept one of them
 # --8<-- [end:essential]
 
 
@@ -173,7 +189,7 @@ X_cv = cv2.triangulatePoints(P1, P2, x1.T, x2.T)
 X_cv = (X_cv[:3] / X_cv[3]).T
 assert np.abs(X_dlt - X_cv).max() < 1e-6                           # same linear method
 rel_err = np.linalg.norm(X_dlt - X, axis=1) / X[:, 2]
-assert np.median(rel_err) < 0.01                                   # under 1% of the depth
+claim("0.76%", np.median(rel_err))                                 # of the depth, median
 assert np.abs(project(P1, X_dlt) - x1).max() < 2.0                 # reprojects onto the measurements
 # --8<-- [end:triangulate]
 
@@ -191,8 +207,30 @@ assert np.allclose(-line[:, 2] / line[:, 1], xl[:, 1])             # ... at the 
 assert np.allclose(xr[:, 1], xl[:, 1])
 assert np.allclose(K[0, 0] * B / (xl[:, 0] - xr[:, 0]), X[:, 2])   # Z = f B / d
 # Depth resolution: dZ/dd = Z^2 / (f B). At 5 m, one pixel of disparity is ~26 cm of depth.
-assert abs(5.0**2 / (K[0, 0] * B) - 0.26) < 0.005
+claim("26 cm", 100 * 5.0**2 / (K[0, 0] * B))                     # f = 800 px, B = 12 cm, Z = 5 m
 # --8<-- [end:rectified]
+
+# --8<-- [start:sampson]
+def sampson(F: np.ndarray, p1: np.ndarray, p2: np.ndarray) -> np.ndarray:
+    """First-order geometric error of x2^T F x1 = 0 (px^2): the residual over its gradient norm."""
+    Fx1, Ftx2 = (F @ h(p1).T).T, (F.T @ h(p2).T).T
+    r = np.einsum("ij,ij->i", h(p2), Fx1)
+    return r**2 / (Fx1[:, 0] ** 2 + Fx1[:, 1] ** 2 + Ftx2[:, 0] ** 2 + Ftx2[:, 1] ** 2)
+
+
+d_s = sampson(F, x1, x2)
+assert np.allclose(d_s, [cv2.sampsonDistance(h(a[None])[0], h(b[None])[0], F) for a, b in zip(x1, x2)])
+# Noise of 0.5 px per coordinate: only its component normal to the constraint surface (1 of 4
+# dimensions) shows, so with the true F the mean Sampson error should be near 0.5^2 = 0.25 px^2.
+claim("0.20 px²", np.mean(sampson(F_true, x1, x2)))
+assert 0.5 * 0.25 < np.mean(sampson(F_true, x1, x2)) < 1.5 * 0.25
+
+# A plane-induced homography is compatible with F: F ~ [e']x H for any plane n^T X = d.
+nrm, dist = np.array([0.1, -0.2, 1.0]) / np.linalg.norm([0.1, -0.2, 1.0]), 6.0
+H_plane = K @ (R + np.outer(t, nrm) / dist) @ np.linalg.inv(K)
+F_from_H = skew(K @ t) @ H_plane
+assert np.allclose(same_sign(F_from_H / np.linalg.norm(F_from_H), F_ref), F_ref, atol=1e-12)
+# --8<-- [end:sampson]
 
 print(f"F vs truth (unit norm): {np.linalg.norm(same_sign(F, F_ref) - F_ref):.4f}; "
       f"mean epipolar distance: normalised {d_norm:.3f} px, unnormalised {d_raw:.2f} px; "

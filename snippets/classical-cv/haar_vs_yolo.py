@@ -9,6 +9,7 @@ import numpy as np
 from skimage import data
 
 from _figures import save
+from vault.claims import claim
 
 rng = np.random.default_rng(0)
 
@@ -62,21 +63,32 @@ def count_haar_features(size: int = 24) -> int:
     return n
 
 
-assert count_haar_features() == 162_336                 # far more than 576 pixels: AdaBoost picks a few
+claim("162,336", count_haar_features())               # far more than 576 pixels: AdaBoost picks a few
+
+# Lighting: each window is normalised by its own standard deviation, from a second integral image
+# of I^2, so the variance of any window also costs a few look-ups.
+sums, squares = cv2.integral2(gray)
+x, y, n = 200, 100, 24 * 24
+mean = box_sum(sums, x, y, 24, 24) / n
+var = (squares[y + 24, x + 24] - squares[y, x + 24] - squares[y + 24, x] + squares[y, x]) / n - mean**2
+assert np.isclose(np.sqrt(var), gray[y:y + 24, x:x + 24].std())
 # --8<-- [end:haar]
 
 # --8<-- [start:cascade]
 path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
 stages = ET.parse(path).getroot().find("cascade/stages")
 weak_per_stage = [len(s.find("weakClassifiers")) for s in stages]
-assert len(stages) == 25 and sum(weak_per_stage) == 2913
-assert weak_per_stage[0] == 9 and weak_per_stage[-1] == 200   # cheap first stage, expensive last one
+claim("25 stages", len(stages)), claim("2,913 weak classifiers", sum(weak_per_stage))
+claim("uses 9", weak_per_stage[0]), claim("its last 200", weak_per_stage[-1])   # cheap first, expensive last
 
 detector = cv2.CascadeClassifier(path)
 faces = detector.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(40, 40))
 face_by_eye = np.array([180, 65, 90, 95])               # x, y, w, h: where the face is, labelled by hand
-n_scales = np.log(512 / 24) / np.log(1.1)                # window sizes tried from 24 px up to 512 px
-assert 32 <= n_scales < 33
+n_scales = int(np.log(512 / 24) / np.log(1.1)) + 1       # window sizes 24 * 1.1^k px up to 512 px
+claim("33 window sizes", n_scales)
+# Grouping: a cluster of raw hits survives only with MORE than minNeighbors members.
+assert len(cv2.groupRectangles([[10, 10, 50, 50]] * 5, 5, 0.2)[0]) == 0
+assert len(cv2.groupRectangles([[10, 10, 50, 50]] * 6, 5, 0.2)[0]) == 1
 
 
 def iou_xywh(a: np.ndarray, b: np.ndarray) -> float:
@@ -85,20 +97,22 @@ def iou_xywh(a: np.ndarray, b: np.ndarray) -> float:
     return ix * iy / (a[2] * a[3] + b[2] * b[3] - ix * iy)
 
 
-assert len(faces) == 1 and iou_xywh(faces[0], face_by_eye) > 0.6
+assert len(faces) == 1
+claim("IoU 0.93", iou_xywh(faces[0], face_by_eye))
 # Trained on upright frontal faces only: turn the image by 90 degrees and the face is gone.
 for k in (1, 3):
     assert len(detector.detectMultiScale(np.ascontiguousarray(np.rot90(gray, k)), 1.1, 5, minSize=(40, 40))) == 0
 
 # Why a cascade is fast and accurate: rates multiply over K stages.
 d, f, K = 0.99, 0.30, 10
-assert abs(d**K - 0.904) < 0.001 and abs(f**K - 5.9e-6) < 1e-7   # 90% detection, 6e-6 false positives
+claim("$D = 0.90$", d**K), claim("5.9 \\times 10^{-6}", f**K)   # 90% detection, 6e-6 false positives
 # --8<-- [end:cascade]
 
 
 # --8<-- [start:yolo-layout]
 S, B, C = 7, 2, 20                                      # YOLOv1 on PASCAL VOC
-assert S * S * (B * 5 + C) == 1470 and S * S * B == 98   # a 7x7x30 output tensor, 98 boxes
+assert (S, S, B * 5 + C) == (7, 7, 30)                  # a 7x7x30 output tensor ...
+claim("98 boxes", S * S * B)                             # ... with 98 boxes
 
 
 def ssd300_default_boxes() -> int:
@@ -106,8 +120,8 @@ def ssd300_default_boxes() -> int:
     return sum(n * n * k for n, k in [(38, 4), (19, 6), (10, 6), (5, 6), (3, 4), (1, 4)])
 
 
-assert ssd300_default_boxes() == 8732
-assert sum((416 // s) ** 2 * 3 for s in (32, 16, 8)) == 10_647   # YOLOv3 at 416x416: 3 anchors, 3 scales
+claim("8,732 boxes", ssd300_default_boxes())
+claim("10,647 boxes", sum((416 // s) ** 2 * 3 for s in (32, 16, 8)))   # YOLOv3 at 416x416: 3 anchors, 3 scales
 # --8<-- [end:yolo-layout]
 
 
@@ -173,12 +187,12 @@ out[..., conf] += rng.uniform(0, 0.1, (S, S, B)) * (out[..., conf] == 0)   # low
 out[..., 5 * B:] += rng.uniform(0, 0.05, (S, S, C))                       # and noisy class scores
 
 boxes, scores, classes = decode_yolo_v1(out)
-assert len(boxes) == 6                                   # 3 objects x 2 predictors survive the threshold
+claim("6 boxes", len(boxes))                            # 3 objects x 2 predictors pass the threshold
 keep = []
 for c in np.unique(classes):                             # NMS per class
     idx = np.flatnonzero(classes == c)
     keep += [int(idx[k]) for k in nms(boxes[idx], scores[idx])]
-assert len(keep) == 3
+claim("3 survive", len(keep))
 gt_xyxy = np.c_[gt_boxes[:, :2] - gt_boxes[:, 2:] / 2, gt_boxes[:, :2] + gt_boxes[:, 2:] / 2]
 for k in keep:                                           # each kept box is exactly one of the objects
     assert np.isclose(iou_xyxy(boxes[k], gt_xyxy).max(), 1.0)

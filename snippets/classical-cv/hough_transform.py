@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from _figures import save
+from vault.claims import claim
 
 rng = np.random.default_rng(0)
 
@@ -47,11 +48,13 @@ on_line = clean > 0
 edges = clean.copy()
 edges[on_line & (rng.random((H, W)) < 0.3)] = 0                 # 30% of line pixels missing (gaps)
 edges[rng.random((H, W)) < 0.03] = 255                           # 3% clutter: ~1,200 random pixels
-assert (edges > 0).sum() > 3 * (edges[on_line] > 0).sum()        # clutter outnumbers line pixels 3:1
+line_px = int((edges[on_line] > 0).sum())
+claim("3.5 times", ((edges > 0).sum() - line_px) / line_px)      # clutter pixels per line pixel
 
 acc, thetas, diag = hough_lines(edges > 0)
 assert acc.sum() == (edges > 0).sum() * len(thetas)              # each pixel votes once per theta
-assert acc.shape == (2 * 283 + 1, 180)                           # ~1e5 cells at 1 px x 1 degree
+claim("283", diag)                                               # the diagonal of 200 x 200, rounded up
+claim("10^5", acc.size)                                          # (2 * 283 + 1) x 180 cells at 1 px x 1 degree
 peaks, votes = find_peaks(acc, k=3)
 ours = sorted((float(r - diag), float(np.rad2deg(thetas[t]))) for r, t in peaks)
 for (rho, theta), (rho_t, theta_t) in zip(ours, sorted(true_lines)):
@@ -63,7 +66,8 @@ top3 = sorted((float(r), float(np.rad2deg(t))) for r, t, _ in cv[:3])
 for (rho, theta), (rho_cv, theta_cv) in zip(ours, top3):
     assert abs(rho - rho_cv) <= 1 and abs(theta - theta_cv) <= 1
 assert sorted(votes.tolist()) == sorted(cv[:3, 2].astype(int).tolist())   # identical vote counts
-assert len(cv) > 3      # but OpenCV also reports near-duplicates next to each peak: thin them yourself
+claim("113", votes[0]), claim("88", votes[1]), claim("88", votes[2])
+claim("7 lines", len(cv))   # OpenCV also reports near-duplicates next to each peak: thin them yourself
 # --8<-- [end:lines-demo]
 
 # --8<-- [start:circles]
@@ -81,9 +85,11 @@ found = cv2.HoughCircles(cv2.GaussianBlur(scene, (0, 0), 2), cv2.HOUGH_GRADIENT,
                          param2=30,    # votes a centre needs
                          minRadius=10, maxRadius=80)[0]
 assert len(found) == 3                                           # no circle invented on the square
+centre_err, radius_err = [], []
 for x, y, r in true_circles:
     d = np.hypot(found[:, 0] - x, found[:, 1] - y)
-    assert d.min() < 2.0 and abs(found[d.argmin(), 2] - r) < 1.0  # centre within 2 px, radius within 1 px
+    centre_err.append(d.min()), radius_err.append(abs(found[d.argmin(), 2] - r))
+claim("centres within 1 px", max(centre_err)), claim("radii within 1 px", max(radius_err))
 # --8<-- [end:circles]
 
 print("lines (rho, theta): true", sorted(true_lines), "| ours", ours, "| OpenCV", top3)

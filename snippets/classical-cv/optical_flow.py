@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from _figures import save
+from vault.claims import claim
 
 rng = np.random.default_rng(0)
 
@@ -65,12 +66,13 @@ true_flow = np.array([0.6, -0.35])                       # sub-pixel, known
 I2 = shift(I1, *true_flow)
 grid = [(x, y) for x in range(40, 121, 10) for y in range(40, 121, 10)]     # 81 points
 ours = np.array([lucas_kanade(I1, I2, x, y)[0] for x, y in grid])
-assert np.linalg.norm(ours - true_flow, axis=1).max() < 0.05  # every point within 0.05 px
+claim("within 0.05 px", np.linalg.norm(ours - true_flow, axis=1).max())   # every point
 
 p0 = np.float32(grid).reshape(-1, 1, 2)
 p1, status, _ = cv2.calcOpticalFlowPyrLK(to_u8(I1), to_u8(I2), p0, None, winSize=(15, 15), maxLevel=3)
 cv_flow = (p1 - p0)[:, 0]
-assert status.all() and np.linalg.norm(cv_flow - true_flow, axis=1).max() < 0.05
+assert status.all()
+claim("within 0.05 px", np.linalg.norm(cv_flow - true_flow, axis=1).max())
 assert np.abs(ours - cv_flow).max() < 0.05               # same algorithm, same answer
 # --8<-- [end:lk-demo]
 
@@ -81,7 +83,10 @@ single = np.array([lucas_kanade(I1, I2_big, x, y)[0] for x, y in grid])
 ok_single = (np.linalg.norm(single - big_flow, axis=1) < 0.1).mean()
 p1, status, _ = cv2.calcOpticalFlowPyrLK(to_u8(I1), to_u8(I2_big), p0, None, winSize=(15, 15), maxLevel=3)
 ok_pyramid = (np.linalg.norm((p1 - p0)[:, 0] - big_flow, axis=1) < 0.1).mean()
-assert ok_single < 0.7 and ok_pyramid == 1.0             # one level converges to wrong minima; pyramid fixes it
+claim("7.7 px", np.linalg.norm(big_flow))
+claim("49%", ok_single)       # one level converges to wrong minima at half of the points ...
+claim("100%", ok_pyramid)     # ... and the pyramid fixes it
+claim("about 1 px", np.linalg.norm(big_flow) / 2**3, tol=0.1)   # the motion at 1/8 resolution (level 3)
 # --8<-- [end:pyramid]
 
 # --8<-- [start:aperture]
@@ -93,7 +98,7 @@ S2 = profile((xx - true_flow[0]) * normal[0] + (yy - true_flow[1]) * normal[1]).
 
 d_full, T = lucas_kanade(S1, S2, 80, 80, iters=1)
 eigvals, eigvecs = np.linalg.eigh(T)
-assert eigvals[0] / eigvals[1] < 1e-3                    # rank ~1: one gradient direction only
+claim("1.5 \\times 10^{-4}", eigvals[0] / eigvals[1])   # rank ~1: one gradient direction only
 assert np.linalg.norm(d_full - true_flow) > 0.3           # the full 2-D solve is meaningless
 
 # Solve only along the dominant eigenvector (the stripe normal): the normal flow.
@@ -103,8 +108,8 @@ patch = lambda img: cv2.getRectSubPix(img, (15, 15), (80, 80)).ravel()
 A = np.stack([patch(gx), patch(gy)], axis=1)
 d_normal = -(e1 @ (A.T @ (patch(S2) - patch(S1)))) / eigvals[1] * e1
 true_normal = (true_flow @ normal) * normal                # the component along the gradient
-assert np.linalg.norm(d_normal - true_normal) < 0.03
-assert abs(np.linalg.norm(true_flow - true_normal) - 0.60) < 0.01    # 0.60 px along the stripes: invisible
+claim("within 0.03 px", np.linalg.norm(d_normal - true_normal))
+claim("0.60 px", np.linalg.norm(true_flow - true_normal))   # the component along the stripes: invisible
 
 # OpenCV flags such points: status 0 when the min eigenvalue is below minEigThreshold (1e-4).
 _, st, min_eig = cv2.calcOpticalFlowPyrLK(to_u8(S1), to_u8(S2), np.float32([[[80, 80]]]), None,
@@ -126,8 +131,8 @@ flow_fb = cv2.calcOpticalFlowFarneback(to_u8(I1), to_u8(F2), None, pyr_scale=0.5
 inner = (slice(20, -20), slice(20, -20))                  # ignore borders (content leaves the frame)
 epe = np.linalg.norm(flow_fb - flow_gt, axis=-1)[inner]
 assert flow_fb.shape == (N, N, 2)                          # a vector for every pixel
-assert np.linalg.norm(flow_gt, axis=-1)[inner].max() > 5   # displacements up to ~5.7 px
-assert epe.mean() < 0.2                                    # mean end-point error ~0.1 px
+claim("5.7 px", np.linalg.norm(flow_gt, axis=-1)[inner].max())   # the largest displacement
+claim("0.11 px", epe.mean())                               # mean end-point error
 # --8<-- [end:farneback]
 
 print(f"LK (ours) max error {np.linalg.norm(ours - true_flow, axis=1).max():.3f} px, "
