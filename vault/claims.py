@@ -32,7 +32,7 @@ _NUMBER = r"""
     (?P<sign{i}>[−-])?
     (?:
         10\^\{{?(?P<pow{i}>[−-]?\d+)\}}?                                 # a bare power of ten: 10^{{-6}}
-      | (?P<int{i}>\d{{1,3}}(?:,\d{{3}})+|\d+)
+      | (?P<int{i}>\d{{1,3}}(?:(?:,|\{{,\}})\d{{3}})+|\d+)                   # 1,182,720 or TeX's 73{{,}}856
         (?P<frac{i}>\.\d+)?
         (?:
             \s*(?:\\times|×|\\cdot|·)\s*10\^?\{{?(?P<exp{i}>[−-]?\d+)\}}?  # 4.5\times10^{{-5}}, 4.5 × 10^-5
@@ -40,13 +40,16 @@ _NUMBER = r"""
         )?
         (?P<mult{i}>[kMBG](?![A-Za-z]))?                                # 138M, 25k (but not 3.2 MB)
     )
-    (?P<pct{i}>\s?%)?
+    (?P<pct{i}>\s?\\?%)?                                                 # 11.7% or TeX's 11.7\%
 """
 NUMBER_RE = re.compile(_NUMBER.format(i=""), re.X)
-RANGE_RE = re.compile(_NUMBER.format(i="") + r"\s*(?:–|—|-|\bto\b)\s*" + _NUMBER.format(i="2"), re.X)
-# A bound written on the page: "over 95%", "< 0.01", "$\le 10^{-3}$". Inclusive ones are marked.
+# Two numbers joined by a dash, "to" or "and" ("between a and b"), each maybe in its own $...$.
+RANGE_RE = re.compile(_NUMBER.format(i="") + r"\s*\$?\s*(?:–|—|-|\bto\b|\band\b)\s*\$?\s*" + _NUMBER.format(i="2"),
+                      re.X)
+# A bound written on the page, just before the number: "over 95%", "by more than 0.1", "< 0.01",
+# "$\le 10^{-3}$". Inclusive ones are marked.
 UPPER = {"<": False, "≤": True, r"\le": True, r"\leq": True, r"\lt": False, "under": False, "below": False,
-         "less than": False, "at most": True, "up to": True, "no more than": True}
+         "less than": False, "fewer than": False, "at most": True, "up to": True, "no more than": True}
 LOWER = {">": False, "≥": True, r"\ge": True, r"\geq": True, r"\gt": False, "over": False, "above": False,
          "more than": False, "at least": True, "no less than": True, "beyond": False}
 MULTIPLIERS = {"k": 1e3, "M": 1e6, "B": 1e9, "G": 1e9}
@@ -91,7 +94,7 @@ class Shown:
     def of(cls, m: re.Match, i: str = "") -> "Shown":
         power = m.group(f"pow{i}")
         frac = m.group(f"frac{i}") or ""
-        digits = 1.0 if power else float(m.group(f"int{i}").replace(",", "") + frac)
+        digits = 1.0 if power else float(m.group(f"int{i}").replace("{,}", "").replace(",", "") + frac)
         if m.group(f"sign{i}"):
             digits = -digits
         exp = power or m.group(f"exp{i}") or m.group(f"eexp{i}")
@@ -103,12 +106,13 @@ class Shown:
         return cls(digits, 0.5 * 10.0 ** -len(frac.lstrip(".")), scale, scaled)
 
 
-def _bound(text: str) -> tuple[dict, str] | None:
-    """The bound word a text starts with ("over", "<", "\\le", ...), if any, and its table."""
-    words = re.sub(r"^(?:\$|\\\(|\s)+", "", text).lower()
+def _bound(before: str) -> tuple[dict, str] | None:
+    """The bound word just before the number ("over", "by more than", "<", "\\le", ...), and its table."""
+    words = re.sub(r"(?:\$|\\\(|\s)+$", "", before).lower()
     for table in (UPPER, LOWER):
         for word in sorted(table, key=len, reverse=True):
-            if words.startswith(word) and not (word[-1].isalpha() and words[len(word):][:1].isalpha()):
+            at = len(words) - len(word)
+            if words.endswith(word) and not (word[0].isalpha() and words[at - 1:at].isalpha()):
                 return table, word
     return None
 
@@ -126,9 +130,10 @@ def allowed(text: str, tol: float | None = None, rel: float | None = None) -> Al
         raise ClaimError(f"claim text {text!r} must hold exactly one number, range or bound")
     shown = Shown.of(numbers[0])
     value, half = shown.digits * shown.scale, shown.half * shown.scale
-    if re.match(r"^(?:\$|\s)*(?:within|±|\\pm)", text.lower()):  # "within 2%", "±0.5": |value| <= 2%
+    before = text[:numbers[0].start()]
+    if re.search(r"(?:within|±|\\pm)(?:\$|\s)*$", before.lower()):  # "within 2%", "±0.5": |value| <= 2%
         return Allowed(-abs(value), abs(value))
-    bound = _bound(text)
+    bound = _bound(before)
     if bound is not None:
         table, word = bound
         open_ = not table[word]
@@ -144,7 +149,7 @@ def claim(text: str, value, *, tol: float | None = None, rel: float | None = Non
     `text` is exactly what the page shows; a percentage means a fraction (11.7% is 0.117). `tol` and
     `rel` widen a point number's default tolerance (half a unit of its last shown digit).
     """
-    number = float(value)
+    number = float(value.item() if hasattr(value, "item") else value)  # tensors, NumPy scalars, numbers
     interval = allowed(text, tol=tol, rel=rel)
     ok = math.isfinite(number) and number in interval
     caller = inspect.currentframe().f_back

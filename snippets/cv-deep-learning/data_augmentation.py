@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from _figures import save
+from vault.claims import claim
 
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
@@ -82,7 +83,15 @@ tight = boxes_from_masks(masks_c)
 assert list(labels_c) == [0, 1, 2]
 assert np.array_equal(tight[1:], boxes_c[1:])                          # untouched objects: exact
 assert (tight[0, :2] >= boxes_c[0, :2]).all() and (tight[0, 2:] <= boxes_c[0, 2:]).all()
-assert tight[0].tolist() == [0, 11, 5, 34] and boxes_c[0].tolist() == [0, 4, 5, 41]   # 23 px vs 37 px tall
+claim("5 px wide", tight[0, 2] - tight[0, 0])
+claim("37 px tall", boxes_c[0, 3] - boxes_c[0, 1]), claim("only 23 px", tight[0, 3] - tight[0, 1])
+
+# The usual rule: drop an object whose clipped box keeps too little of its original box area
+# (Albumentations' min_visibility). The sliver keeps 14% of its box and 7% of its mask.
+area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+visibility = area(boxes_c) / area(boxes)
+claim("14% of its box", visibility[0]), claim("7% of its pixels", masks_c[0].sum() / masks[0].sum())
+assert (visibility >= 0.3).tolist() == [False, True, True]          # min_visibility = 0.3 drops only the sliver
 # --8<-- [end:geometric]
 
 
@@ -99,7 +108,10 @@ x0, y0, x1, y1 = boxes[0]
 corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], float) @ M[:, :2].T + M[:, 2]
 from_corners = [*corners.min(0), *corners.max(0)]
 from_mask = boxes_from_masks(disk_rot[None])[0]
-assert 0.45 < box_iou(from_corners, from_mask) < 0.55      # a disk: the corner box has ~2x the area
+area_ratio = (from_corners[2] - from_corners[0]) * (from_corners[3] - from_corners[1]) / (
+    (from_mask[2] - from_mask[0]) * (from_mask[3] - from_mask[1]))
+assert abs(area_ratio - 2) < 0.05                                                  # twice the area ...
+claim("IoU with the true box is 0.5", box_iou(from_corners, from_mask))            # ... and IoU 0.5
 # --8<-- [end:rotation]
 
 
@@ -173,7 +185,7 @@ for _ in range(300):
     from_b = xc.mean().item()                                         # share of pixels taken from b
     assert abs(yc[3].item() - from_b) < 1e-6 and abs(yc[1].item() - (1 - from_b)) < 1e-6
     gaps.append(abs((1 - lam) - from_b))
-assert max(gaps) > 0.2            # without the recomputation the label would be off by more than 0.2
+claim("0.66", max(gaps))          # without the recomputation the label would be off by this much
 # --8<-- [end:mix]
 
 
@@ -234,5 +246,6 @@ lam = 0.6
 show(axes[1, 2], lam * image + (1 - lam) * other, title=f"MixUp, lambda = {lam}")
 xc, yc = cutmix(torch.from_numpy(image).permute(2, 0, 1), y_a, torch.from_numpy(other).permute(2, 0, 1), y_b,
                 lam, np.random.default_rng(5))
+claim("0.68", yc[1]), claim("0.32", yc[3])     # the label weights shown in the figure
 show(axes[1, 3], xc.permute(1, 2, 0).numpy(), title=f"CutMix, label weights {yc[1]:.2f} / {yc[3]:.2f}")
 save(fig, "cv-deep-learning", "augmentation-examples")

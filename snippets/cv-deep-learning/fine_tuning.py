@@ -9,6 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vault.claims import claim
+
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
 torch.manual_seed(0)
@@ -43,10 +45,10 @@ def dataset(kinds, n_per_class, rng):
 
 
 SOURCE = ["disk", "square", "triangle", "plus"]         # the "ImageNet" we pretrain on: plenty of data
-TARGET = ["ring", "x", "diamond", "bar"]                # new classes, 4 labelled images each
+TARGET = ["ring", "x", "diamond", "bar"]                # new classes, 2 labelled images each
 x_src, y_src = dataset(SOURCE, 200, rng)
-x_tgt, y_tgt = dataset(TARGET, 4, rng)
-x_test, y_test = dataset(TARGET, 100, rng)
+x_tgt, y_tgt = dataset(TARGET, 2, rng)
+x_test, y_test = dataset(TARGET, 50, rng)
 # --8<-- [end:data]
 
 
@@ -80,7 +82,7 @@ pretrained = nn.Sequential(make_backbone(), nn.Linear(32, len(SOURCE)))
 pretrained.train()
 train(pretrained, pretrained.parameters(), x_src, y_src, steps=120)
 src_acc = accuracy(pretrained, *dataset(SOURCE, 50, np.random.default_rng(1)))
-assert src_acc > 0.9                                   # the "pretrained" backbone learned its task
+claim("over 90%", src_acc)                             # the "pretrained" backbone learned its task
 backbone_weights = copy.deepcopy(pretrained[0].state_dict())
 # --8<-- [end:model]
 
@@ -114,7 +116,7 @@ train(model, [p for p in model.parameters() if p.requires_grad], x_tgt, y_tgt, s
 after = model[0].state_dict()
 assert all(torch.equal(after[k], backbone_weights[k]) for k in after)        # weights AND BN buffers
 assert not torch.equal(model[1].weight, head_before)                         # the head learned
-assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 32 * 4 + 4
+claim("132 head parameters", sum(p.numel() for p in model.parameters() if p.requires_grad))   # 32 * 4 + 4
 
 # The trap: requires_grad=False but the model left in train mode. No weight moves, yet the
 # BatchNorm running statistics drift towards the new data, so the "frozen" backbone has changed.
@@ -175,7 +177,7 @@ def layerwise_lrs(base_lr: float, n_blocks: int, factor: float) -> list[float]:
 
 lrs = layerwise_lrs(1e-2, n_blocks=4, factor=2.6)
 assert np.allclose(lrs, [1e-2 / 2.6**3, 1e-2 / 2.6**2, 1e-2 / 2.6, 1e-2])
-assert abs(lrs[0] - 5.69e-4) < 1e-6
+claim("$5.69 \\times 10^{-4}$", lrs[0])
 # --8<-- [end:param-groups]
 
 
@@ -191,16 +193,16 @@ conv_bn = new_model()[0]
 sample = x_tgt[:1]
 conv_bn.train()
 stats0 = conv_bn[1].running_var.clone()
-a = conv_bn(torch.cat([sample, x_tgt[4:5]]))[0]                     # same image, two different partners
-b = conv_bn(torch.cat([sample, x_tgt[8:9]]))[0]
+a = conv_bn(torch.cat([sample, x_tgt[2:3]]))[0]                     # same image, two different partners
+b = conv_bn(torch.cat([sample, x_tgt[4:5]]))[0]
 assert (a - b).abs().max() > 1e-2                                   # train mode: output depends on the batch
 assert not torch.equal(conv_bn[1].running_var, stats0)               # ... and the running stats drift
 
 conv_bn.load_state_dict(backbone_weights)
 conv_bn.eval()
 with torch.no_grad():
-    a = conv_bn(torch.cat([sample, x_tgt[4:5]]))[0]
-    b = conv_bn(torch.cat([sample, x_tgt[8:9]]))[0]
+    a = conv_bn(torch.cat([sample, x_tgt[2:3]]))[0]
+    b = conv_bn(torch.cat([sample, x_tgt[4:5]]))[0]
     alone = conv_bn(sample)[0]
 assert torch.allclose(a, b, atol=1e-6) and torch.allclose(a, alone, atol=1e-6)   # per-sample function
 assert torch.equal(conv_bn[1].running_var, backbone_weights["1.running_var"])   # nothing drifts
@@ -208,8 +210,8 @@ assert torch.equal(conv_bn[1].running_var, backbone_weights["1.running_var"])   
 
 
 # --8<-- [start:compare]
-def fine_tune(mode: str, steps: int = 60) -> float:
-    torch.manual_seed(1)
+def fine_tune(mode: str, x, y, seed: int, steps: int = 60) -> float:
+    torch.manual_seed(seed)
     if mode == "scratch":
         model = nn.Sequential(make_backbone(), nn.Linear(32, len(TARGET)))
         model.train()
@@ -217,23 +219,32 @@ def fine_tune(mode: str, steps: int = 60) -> float:
     else:
         model = new_model()
         model.train()
-        set_bn_eval(model[0])                          # 16 images, batch 16: keep the source statistics
-        if mode == "linear probe":
+        set_bn_eval(model[0])                          # 8 images: keep the source statistics
+        if mode == "linear probe":                     # frozen features: compute them once
             freeze(model[0])
-            params = model[1].parameters()
-        else:                                          # full fine-tune, smaller lr for the backbone
-            params = torch.optim.Adam([{"params": model[0].parameters(), "lr": 3e-4},
-                                       {"params": model[1].parameters(), "lr": 3e-3}])
-    train(model, params, x_tgt, y_tgt, steps=steps, batch=16)
+            with torch.no_grad():
+                features = model[0](x)
+            train(model[1], model[1].parameters(), features, y, steps=steps, batch=16, seed=seed)
+            return accuracy(model, x_test, y_test)
+        params = torch.optim.Adam([{"params": model[0].parameters(), "lr": 3e-4},   # full fine-tune:
+                                   {"params": model[1].parameters(), "lr": 3e-3}])  # 10x lower for the body
+    train(model, params, x, y, steps=steps, batch=16, seed=seed)
     return accuracy(model, x_test, y_test)
 
 
-results = {m: fine_tune(m) for m in ["scratch", "linear probe", "fine-tune"]}
-assert results["linear probe"] > results["scratch"] + 0.1
-assert results["fine-tune"] > max(results["scratch"] + 0.15, results["linear probe"])
+# With 8 labelled images, which 8 they are matters as much as the method: average over 5 draws.
+modes = ["scratch", "linear probe", "fine-tune"]
+acc = np.array([[fine_tune(m, *dataset(TARGET, 2, np.random.default_rng(100 + d)), seed=d) for m in modes]
+                for d in range(5)])                    # (draw, mode) test accuracies
+mean = dict(zip(modes, acc.mean(0)))
+claim("0.50–0.60", mean["scratch"])
+claim("0.56–0.66", mean["linear probe"])
+claim("0.75–0.85", mean["fine-tune"])
+claim("more than 0.1", (acc[:, 2] - acc[:, :2].max(1)).min())   # fine-tuning wins every draw
 # --8<-- [end:compare]
 print(f"source-task accuracy of the pretrained net: {src_acc:.3f}")
 print(f"frozen backbone with BN in train mode: running_mean drift {drift:.3f} after 20 steps")
 print(f"layer-wise lrs: {[f'{v:.2e}' for v in lrs]}")
-print("target-task test accuracy with 4 images per class:",
-      ", ".join(f"{k} {v:.3f}" for k, v in results.items()))
+print("target-task test accuracy with 2 images per class, 5 draws:")
+for m, col in zip(modes, acc.T):
+    print(f"  {m:13s} mean {col.mean():.3f}  draws " + " ".join(f"{v:.3f}" for v in col))

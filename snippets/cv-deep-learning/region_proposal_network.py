@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from _figures import save
+from vault.claims import claim
 
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
@@ -55,9 +56,37 @@ img_w, img_h, stride = 1000, 600, 16                    # a typical Faster R-CNN
 feat_w, feat_h = math.ceil(img_w / stride), math.ceil(img_h / stride)
 anchors = grid_anchors(base, feat_h, feat_w, stride)
 inside = inside_image(anchors, img_w, img_h)
-assert (feat_w, feat_h) == (63, 38) and len(anchors) == 63 * 38 * 9 == 21_546   # "roughly 20,000"
-assert int(inside.sum()) == 8_044                       # fully inside the 1000 x 600 image
-assert int(inside_image(grid_anchors(base, 38, 50, 16), 800, 600).sum()) == 5_834   # 800 x 600
+assert (feat_w, feat_h) == (63, 38)
+claim("21,546 anchors", len(anchors))                   # the paper's "roughly 20,000"
+claim("8,044", int(inside.sum()))                       # fully inside the 1000 x 600 image
+claim("5,834", int(inside_image(grid_anchors(base, 38, 50, 16), 800, 600).sum()))   # 800 x 600
+
+
+def rounded_anchors(scales=(8, 16, 32), ratios=(0.5, 1.0, 2.0), size=16) -> torch.Tensor:
+    """The reference implementation's integer anchors: a 16 x 16 cell box reshaped to each ratio with
+    rounded sides, then scaled, centred on pixel (7.5, 7.5), with inclusive "+1" pixel coordinates."""
+    out = []
+    for r in ratios:
+        ws = round(math.sqrt(size * size / r))
+        hs = round(ws * r)
+        for s in scales:
+            w, h = ws * s, hs * s
+            out.append([7.5 - (w - 1) / 2, 7.5 - (h - 1) / 2, 7.5 + (w - 1) / 2, 7.5 + (h - 1) / 2])
+    return torch.tensor(out)
+
+
+def count_inside_rounded(img_w: int, img_h: int) -> int:
+    """Those anchors on the stride-16 grid, kept if they lie inside the image (inclusive coordinates)."""
+    ys = torch.arange(math.ceil(img_h / 16)) * 16.0
+    xs = torch.arange(math.ceil(img_w / 16)) * 16.0
+    cy, cx = torch.meshgrid(ys, xs, indexing="ij")
+    a = (torch.stack([cx, cy, cx, cy], -1).reshape(-1, 1, 4) + rounded_anchors()[None]).reshape(-1, 4)
+    return int(((a[:, 0] >= 0) & (a[:, 1] >= 0) & (a[:, 2] < img_w) & (a[:, 3] < img_h)).sum())
+
+
+assert rounded_anchors()[0].tolist() == [-84.0, -40.0, 99.0, 55.0]   # ratio 0.5, scale 8: 184 x 96
+claim("8,151", count_inside_rounded(1000, 600))          # rounding does not bring 1000 x 600 near 6,000
+claim("5,944", count_inside_rounded(800, 600))           # a typical rescaled PASCAL image does
 # --8<-- [end:anchors]
 n_anchors_total, n_anchors_inside = len(anchors), int(inside.sum())
 
@@ -109,7 +138,8 @@ gt = torch.tensor([[104.0, 104, 360, 360],     # 256 x 256 on a cell centre: one
                    [600.0, 300, 660, 340]])    # 60 x 40: smaller than every anchor
 labels, matched = label_anchors(anchors[inside], gt)
 iou = box_iou(anchors[inside], gt)
-assert iou[:, 0].max() == 1.0 and iou[:, 1].max() < 0.15                   # no anchor reaches 0.7 ...
+assert iou[:, 0].max() == 1.0
+claim("0.15 IoU", iou[:, 1].max())                                          # no anchor reaches 0.7 ...
 assert ((labels == 1) & (matched == 1)).sum() >= 1                         # ... yet GT 2 gets a positive
 assert (labels[iou.max(1).values >= 0.7] == 1).all()
 assert ((labels == 0) == ((iou.max(1).values < 0.3) & (labels != 1))).all()
@@ -219,8 +249,9 @@ feat = torch.randn(1, 512, feat_h, feat_w)
 logits, deltas = vgg_head(feat)
 assert logits.shape == (1, 18, 38, 63) and deltas.shape == (1, 36, 38, 63)
 out_weights = vgg_head.cls.weight.numel() + vgg_head.reg.weight.numel()
-assert out_weights == 512 * (4 + 2) * 9 == 27_648                           # "2.8 x 10^4" in the paper
-assert sum(p.numel() for p in vgg_head.parameters()) == 2_387_510            # the 3x3 conv dominates
+assert out_weights == 512 * (4 + 2) * 9
+claim("27,648 weights", out_weights)                                        # "2.8 x 10^4" in the paper
+claim("2.39M", sum(p.numel() for p in vgg_head.parameters()))               # 2,387,510: the 3x3 conv dominates
 
 # The channel layout must agree with the anchor order: encode known boxes, lay the targets out as the
 # head would emit them, flatten, decode, and get the boxes back.
@@ -314,8 +345,21 @@ for img, gt_boxes in test_scenes:
     best_ious += best.tolist()
     hits, total = hits + int((best >= 0.5).sum()), total + len(gt_boxes)
 recall = hits / total
-assert recall > 0.9                            # 10 proposals per image find > 90% of objects
+claim("more than 90%", recall)                 # 0.96 here; 0.96-0.99 over four seeds
 # --8<-- [end:propose]
+
+
+# --8<-- [start:fpn-level]
+def fpn_level(boxes: torch.Tensor, k0: int = 4, canonical: float = 224.0, k_min: int = 2, k_max: int = 5):
+    """FPN's RoI-to-level rule (Lin et al., 2017): k = floor(k0 + log2(sqrt(w h) / 224)), clamped."""
+    size = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).sqrt()
+    return (k0 + torch.log2(size / canonical + 1e-8)).floor().clamp(k_min, k_max).long()
+
+
+sides = torch.tensor([32.0, 64, 112, 224, 300, 448, 1000])
+levels = fpn_level(torch.stack([torch.zeros(7), torch.zeros(7), sides, sides], 1))
+assert levels.tolist() == [2, 2, 3, 4, 4, 5, 5]   # 224 px pools from P4; each halving goes one level finer
+# --8<-- [end:fpn-level]
 print(f"anchors for 1000x600: {n_anchors_total} total, {n_anchors_inside} inside the image")
 print(f"matching example: {n_pos_example} positives, {n_ignored_example} ignored")
 print(f"RPN head (VGG-16 setting): {sum(p.numel() for p in vgg_head.parameters()):,} parameters, "

@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from _figures import save
+from vault.claims import claim
 
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
@@ -49,12 +50,10 @@ p_b[0:10, 0:30] = 0.9
 
 ce_a, ce_b = bce(p_a, y).item(), bce(p_b, y).item()
 dice_a, dice_b = soft_dice_loss(p_a, y).item(), soft_dice_loss(p_b, y).item()
-assert (hard_iou(p_a, y), hard_iou(p_b, y)) == (0.0, 0.25)
-assert abs(ce_a - 0.056) < 0.001 and abs(ce_b - 0.080) < 0.001
-assert ce_a < ce_b                                     # CE prefers the useless prediction
-assert abs(dice_a - 0.985) < 0.001 and abs(dice_b - 0.675) < 0.001
-assert dice_b < dice_a                                 # Dice prefers the one that found the object
-assert ce_b + dice_b < ce_a + dice_a                   # so does Dice + CE
+claim("0.00", hard_iou(p_a, y)), claim("0.25", hard_iou(p_b, y))
+claim("0.056", ce_a), claim("0.080", ce_b)           # CE prefers the useless prediction
+claim("0.985", dice_a), claim("0.675", dice_b)       # Dice prefers the one that found the object
+claim("1.041", ce_a + dice_a), claim("0.755", ce_b + dice_b)   # so does Dice + CE
 # --8<-- [end:imbalance]
 
 # --8<-- [start:gradient-share]
@@ -67,12 +66,12 @@ def foreground_gradient_share(loss_fn, p0: float) -> float:
 
 
 # Default init (p = 0.5): 99% of CE's gradient pushes background pixels; Dice splits it evenly.
-assert abs(foreground_gradient_share(bce, 0.5) - 0.01) < 1e-4
-assert abs(foreground_gradient_share(soft_dice_loss, 0.5) - 0.50) < 0.01
+claim("99%", 1 - foreground_gradient_share(bce, 0.5))
+claim("50% of it to the foreground", foreground_gradient_share(soft_dice_loss, 0.5))
 # Prior init (p = 0.01, the RetinaNet trick): CE is balanced too at the start.
-assert abs(foreground_gradient_share(bce, 0.01) - 0.50) < 1e-3
+claim("50% of its gradient", foreground_gradient_share(bce, 0.01))
 prior_bias = -math.log((1 - 0.01) / 0.01)
-assert abs(prior_bias - (-4.595)) < 1e-3
+claim("$-4.595$", prior_bias)
 # --8<-- [end:gradient-share]
 
 # --8<-- [start:focal]
@@ -83,16 +82,16 @@ ce_terms = -(y * p_mid.log() + (1 - y) * (1 - p_mid).log())
 fl_terms = focal_terms(p_mid, y, gamma=2.0)
 ce_fg = float(ce_terms[y == 1].sum() / ce_terms.sum())
 fl_fg = float(fl_terms[y == 1].sum() / fl_terms.sum())
-assert abs(ce_fg - 0.10) < 0.01                        # CE: 9,900 easy pixels still dominate
-assert abs(fl_fg - 0.85) < 0.01                        # focal: the 100 hard pixels do
+claim("10% of the CE loss", ce_fg)                     # CE: 9,900 easy pixels still dominate
+claim("85% of the focal loss", fl_fg)                  # focal: the 100 hard pixels do
 # --8<-- [end:focal]
 
 # --8<-- [start:empty]
 # An image with no object: Dice has nothing to reward, only predicted mass to punish.
 empty = torch.zeros(100, 100)
-assert abs(soft_dice_loss(torch.full_like(empty, 0.01), empty).item() - 0.990) < 0.001
-assert abs(soft_dice_loss(torch.full_like(empty, 0.001), empty).item() - 0.909) < 0.001
-assert bce(torch.full_like(empty, 0.01), empty).item() < 0.011     # CE calls it nearly perfect
+claim("costs 0.990", soft_dice_loss(torch.full_like(empty, 0.01), empty).item())
+claim("costs 0.909", soft_dice_loss(torch.full_like(empty, 0.001), empty).item())
+claim("at 0.010", bce(torch.full_like(empty, 0.01), empty).item())     # CE calls it nearly perfect
 # --8<-- [end:empty]
 
 
@@ -109,7 +108,13 @@ def iou_terms(a: torch.Tensor, b: torch.Tensor):
 
 
 def iou_loss(a, b):
+    """1 - IoU, the form the GIoU paper uses."""
     return 1 - iou_terms(a, b)[0]
+
+
+def unitbox_loss(a, b):
+    """UnitBox (Yu et al., 2016): -ln IoU, cross-entropy against a target IoU of 1."""
+    return -torch.log(iou_terms(a, b)[0])
 
 
 def giou_loss(a, b):
@@ -142,9 +147,9 @@ B = lambda *v: torch.tensor(v, dtype=torch.float64)
 # The same 10% mistake on a small and on a large box.
 small_gt, small_pred = B(0, 0, 10, 10), B(1, 1, 11, 11)
 large_gt, large_pred = B(0, 0, 200, 200), B(20, 20, 220, 220)
-assert l1(small_pred, small_gt) == 4 and l1(large_pred, large_gt) == 80       # 20x apart
+claim("4 px", l1(small_pred, small_gt)), claim("80 px", l1(large_pred, large_gt))   # 20x apart
 assert torch.isclose(iou_loss(small_pred, small_gt), iou_loss(large_pred, large_gt))
-assert abs(iou_terms(small_pred, small_gt)[0].item() - 81 / 119) < 1e-12       # IoU 0.68 both
+claim("IoU is 0.68", iou_terms(small_pred, small_gt)[0])                          # 81/119, both
 
 
 def encode(gt: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -164,13 +169,13 @@ assert torch.isclose(smooth_l1(d_small), smooth_l1(d_large))
 gt = B(0, 0, 10, 10)
 shifted, grown, slid = B(2, 2, 12, 12), B(0, 0, 14, 14), B(4, 0, 14, 10)
 assert l1(shifted, gt) == l1(grown, gt) == l1(slid, gt) == 8
-ious = [round(iou_terms(p, gt)[0].item(), 3) for p in (slid, shifted, grown)]
-assert ious == [0.429, 0.471, 0.51]
+ious = [iou_terms(p, gt)[0].item() for p in (slid, shifted, grown)]
+claim("IoU 0.43", ious[0]), claim("0.47", ious[1]), claim("0.51", ious[2])
 
 # Smooth L1 caps the gradient of an outlier; L2 does not.
 err = torch.tensor([50.0], requires_grad=True)
 smooth_l1(err).backward()
-assert err.grad.item() == 1.0                          # vs 50 for 0.5 * err^2
+claim("gradient of 1", err.grad.item())                # vs 50 for 0.5 * err^2
 # --8<-- [end:scale]
 
 # --8<-- [start:no-overlap]
@@ -182,8 +187,9 @@ assert iou_loss(near, gt) == iou_loss(far, gt) == 1
 iou_loss(near, gt).backward()
 assert torch.all(near.grad == 0)                       # nothing to learn from
 near.grad = None
+assert torch.isinf(unitbox_loss(near, gt))             # UnitBox's -ln IoU is not even finite
 g_near, g_far = giou_loss(near, gt), giou_loss(far, gt)
-assert abs(g_near.item() - (1 + 20 / 220)) < 1e-12 and abs(g_far.item() - (1 + 400 / 600)) < 1e-12
+claim("1.091", g_near), claim("1.667", g_far)          # 1 + 20/220 and 1 + 400/600
 g_near.backward()
 # GIoU's gradient pulls the left edge towards the GT but pushes the right edge away: the box first
 # grows until it overlaps (Zheng et al., 2020). DIoU pulls both edges left: the box moves.
@@ -197,7 +203,7 @@ gt = B(0, 0, 20, 20)
 centred, cornered = B(5, 5, 15, 15), B(0, 0, 10, 10)
 assert iou_loss(centred, gt) == iou_loss(cornered, gt) == 0.75
 assert giou_loss(centred, gt) == giou_loss(cornered, gt) == 0.75
-assert diou_loss(centred, gt) == 0.75 and diou_loss(cornered, gt) == 0.75 + 50 / 800   # DIoU sees it
+claim("0.75 vs", diou_loss(centred, gt)), claim("0.8125", diou_loss(cornered, gt))    # DIoU sees it
 # --8<-- [end:no-overlap]
 
 print(f"1% mask: CE all-bg {ce_a:.4f} < CE found {ce_b:.4f}; Dice all-bg {dice_a:.3f} > Dice found {dice_b:.3f}")

@@ -8,6 +8,7 @@ from matplotlib.colors import ListedColormap
 from scipy import ndimage
 
 from _figures import save
+from vault.claims import claim
 
 rng = np.random.default_rng(0)
 
@@ -49,7 +50,8 @@ def box_from_mask(m: np.ndarray) -> tuple[int, int, int, int]:
 
 boxes = [(cls, box_from_mask(m)) for cls, m in instances]     # detection labels
 
-# Panoptic map, Cityscapes-style id: class * 1000 (+ instance index for things).
+# Panoptic map, id = class * 1000 + instance (Panoptic-DeepLab / Detectron2, label_divisor = 1000):
+# stuff keeps instance 0, things count from 1.
 panoptic = semantic * 1000
 for k, (cls, m) in enumerate(instances, start=1):
     panoptic[m] = cls * 1000 + k
@@ -84,12 +86,22 @@ def box_iou(a, b) -> float:
 
 
 # 2. Boxes: they overlap although the objects do not, and a thin person fills little of its box.
-assert abs(box_iou(boxes[0][1], boxes[1][1]) - 0.083) < 0.001        # masks share no pixel
+assert not (masks[0] & masks[1]).any()                               # the masks share no pixel...
+claim("IoU 0.08", box_iou(boxes[0][1], boxes[1][1]))                 # ...the boxes overlap
 fill = [m.sum() / ((b[2] - b[0]) * (b[3] - b[1])) for (_, b), (_, m) in zip(boxes, instances)]
-assert abs(fill[2] - 0.469) < 0.001                                  # person: 47% of its box
+claim("47%", fill[2])                                                # the person fills 46.9% of its box
 # 3. The panoptic map holds both: one (class, id) per pixel, and the semantic mask is its class part.
 assert np.array_equal(panoptic // 1000, semantic)
 assert len(np.unique(panoptic)) == len(STUFF) + len(instances)
+
+# Cityscapes' *_instanceIds.png differ: stuff (and crowd groups) keep the plain class id, things are
+# class * 1000 + i with i from 0. There, // 1000 turns every stuff pixel into 0.
+cityscapes = semantic.copy()
+for i, (cls, m) in enumerate([(c, m) for c, m in instances if c == 3]):
+    cityscapes[m] = cls * 1000 + i                                   # cars: 3000, 3001
+cityscapes[instances[2][1]] = 4000                                   # the person
+assert set(np.unique(cityscapes // 1000)) == {0, 3, 4}               # sky and road are lost
+assert np.array_equal(np.where(cityscapes < 1000, cityscapes, cityscapes // 1000), semantic)
 # --8<-- [end:relations]
 
 
@@ -132,17 +144,57 @@ car_a, car_b = 3001, 3002
 pred[pred == car_a] = car_b
 
 assert all(semantic_iou(semantic, pred // 1000, c) == 1.0 for c in CLASSES)   # mIoU = 1.0
+claim("mIoU of 1.0", np.mean([semantic_iou(semantic, pred // 1000, c) for c in CLASSES]))
 pq = panoptic_quality(panoptic, pred)
 area_a, area_b = (panoptic == car_a).sum(), (panoptic == car_b).sum()
 assert (area_a, area_b) == (1140, 1308)
 iou_merged = area_b / (area_a + area_b)               # the merged blob still matches car B (> 0.5)...
-assert abs(iou_merged - 0.534) < 0.001
+claim("IoU 0.534", iou_merged)
 assert np.isclose(pq[3][1], iou_merged) and pq[3][2] == 1 / 1.5       # ...car A is a miss: RQ = 1/(1 + 0.5)
 assert all(pq[c] == (1.0, 1.0, 1.0) for c in (1, 2, 4))
 PQ = np.mean([v[0] for v in pq.values()])
-assert abs(pq[3][0] - 0.356) < 0.001 and abs(PQ - 0.839) < 0.001
+claim("= 0.356", pq[3][0])
+claim("PQ is 0.839", PQ)
 # --8<-- [end:pq]
 
+# --8<-- [start:ap]
+def average_precision(dets, gts, t: float) -> float:
+    """COCO-style AP of one class at IoU threshold t: greedy matching in score order, then precision
+    made monotone and read at 101 recall points. dets: [(score, box)], gts: [box]."""
+    matched, tp = set(), []
+    for _, box in sorted(dets, key=lambda d: -d[0]):
+        ious = [(box_iou(box, g), j) for j, g in enumerate(gts) if j not in matched]
+        best = max(ious, default=(0.0, None))
+        tp.append(best[0] >= t)
+        if best[0] >= t:
+            matched.add(best[1])                 # a second box on the same object is a false positive
+    tp = np.array(tp, float)
+    recall = np.cumsum(tp) / len(gts)
+    precision = np.cumsum(tp) / np.arange(1, len(tp) + 1)
+    precision = np.maximum.accumulate(precision[::-1])[::-1]   # the best precision at this recall or more
+    at = np.searchsorted(recall, np.linspace(0, 1, 101), side="left")
+    return float(np.mean([precision[i] if i < len(tp) else 0.0 for i in at]))
+
+
+gt_boxes = {c: [b for cls, b in boxes if cls == c] for c in THINGS}
+x0, y0, x1, y1 = boxes[1][1]
+detections = {
+    3: [(0.95, (x0 + 2, y0, x1 + 2, y1)),        # car B, 2 px off
+        (0.90, (60, 80, 90, 95)),                # a false positive on the road
+        (0.85, (10, 38, 60, 72)),                # car A, loosely boxed
+        (0.60, (x0, y0 + 3, x1, y1 + 3))],       # car B again: a duplicate that NMS should have removed
+    4: [(0.80, (105, 26, 115, 86))],             # the person, 1 px larger at the left and top
+}
+ap = {c: [average_precision(detections[c], gt_boxes[c], t) for t in np.linspace(0.5, 0.95, 10)]
+      for c in THINGS}
+claim("0.835", ap[3][0])                       # car AP50: recall 0.5 at precision 1, then 1.0 at 2/3
+assert ap[4][0] == 1.0
+claim("0.505", ap[3][7])                       # at IoU 0.85 the loose box on car A no longer counts
+claim("0.917", np.mean([ap[c][0] for c in THINGS]))
+claim("0.743", np.mean([np.mean(ap[c]) for c in THINGS]))   # AP@[.5:.95]; pycocotools gives 0.7427 and 0.9175 too
+# --8<-- [end:ap]
+
+print("AP per threshold:", {CLASSES[c]: np.round(v, 3).tolist() for c, v in ap.items()})
 print("boxes:", [(CLASSES[c], b) for c, b in boxes])
 print(f"car box IoU {box_iou(boxes[0][1], boxes[1][1]):.3f} (masks disjoint); person fills {fill[2]:.0%} of its box")
 print(f"merged cars: mIoU 1.00, car PQ {pq[3][0]:.3f} (SQ {pq[3][1]:.3f} x RQ {pq[3][2]:.3f}), PQ {PQ:.3f}")

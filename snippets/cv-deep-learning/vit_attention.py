@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from skimage import data
 
 from _figures import save
+from vault.claims import claim
 
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
@@ -34,7 +35,7 @@ embed = PatchEmbed(patch=16, dim=768)
 img = torch.randn(2, 3, 224, 224)
 tokens = embed(img)
 assert tokens.shape == (2, 196, 768)                        # (224 / 16)^2 = 14 x 14 = 196 patches
-assert sum(p.numel() for p in embed.parameters()) == 16 * 16 * 3 * 768 + 768 == 590_592
+claim("590,592 parameters", sum(p.numel() for p in embed.parameters()))   # 16 * 16 * 3 * 768 + 768
 
 # The same thing as "flatten each patch, multiply by a matrix": the conv is only a fast way to write it.
 patches = F.unfold(img, kernel_size=16, stride=16).transpose(1, 2)          # (2, 196, 768 = 3*16*16)
@@ -66,7 +67,8 @@ assert 0.9 < (qk / math.sqrt(d)).var() < 1.1                        # ... dividi
 q, k = torch.randn(2, 1000, 197, d).unbind(0)
 peak_raw = (q @ k.transpose(-2, -1)).softmax(-1).max(-1).values.mean()
 peak_scaled = (q @ k.transpose(-2, -1) / math.sqrt(d)).softmax(-1).max(-1).values.mean()
-assert peak_raw > 0.5 and peak_scaled < 0.1     # unscaled: near one-hot rows, vanishing softmax gradients
+claim("0.75 unscaled", peak_raw)                  # unscaled: near one-hot rows, vanishing softmax gradients
+claim("0.05 scaled", peak_scaled)
 # --8<-- [end:scale]
 
 
@@ -153,7 +155,7 @@ assert sum(p.numel() for p in small.parameters()) == vit_params(32, 8, 64, 2, 12
 vit_b = vit_params(224, 16, 768, 12, 3072, 1000)
 vit_l = vit_params(224, 16, 1024, 24, 4096, 1000)
 vit_h = vit_params(224, 14, 1280, 32, 5120, 1000)
-assert (round(vit_b / 1e6, 1), round(vit_l / 1e6, 1), round(vit_h / 1e6, 1)) == (86.6, 304.3, 632.0)
+claim("86.6M", vit_b), claim("304.3M", vit_l), claim("632.0M", vit_h)
 # The ViT paper's Table 1 lists 86M, 307M and 632M.
 # --8<-- [end:vit]
 
@@ -170,24 +172,47 @@ def layer_macs(n: int, dim: int = 768, mlp_ratio: int = 4) -> tuple[int, int]:
     return dense, attn
 
 
-assert tokens(224) == 196 and tokens(224) + 1 == 197
-assert tokens(448) == 4 * tokens(224)                              # 2x the side: 4x the tokens
-assert tokens(448) ** 2 == 16 * tokens(224) ** 2                   # ... and 16x the attention entries
-assert round((tokens(448) + 1) ** 2 / (tokens(224) + 1) ** 2, 2) == 15.88     # with the CLS token
+claim("196", tokens(224)), claim("784", tokens(448)), claim("4,096", tokens(1024))
+claim("38,809", (tokens(224) + 1) ** 2), claim("616,225", (tokens(448) + 1) ** 2)   # entries per head
+claim("16.8M", (tokens(1024) + 1) ** 2)
+claim("4×", tokens(448) / tokens(224))                             # 2x the side: 4x the tokens
+claim("16×", tokens(448) ** 2 / tokens(224) ** 2)                  # ... and 16x the attention entries
+claim("15.9×", (tokens(448) + 1) ** 2 / (tokens(224) + 1) ** 2)    # with the CLS token
 
 total = 12 * sum(layer_macs(197)) + 196 * 768 * 768               # ViT-B/16 at 224: encoder + patch embed
-assert round(total / 1e9, 1) == 17.6                               # GMACs, often quoted as "17.6 GFLOPs"
+claim("17.6 GMACs", total / 1e9)                                   # often quoted as "17.6 GFLOPs"
 share = {img: layer_macs(tokens(img) + 1)[1] / sum(layer_macs(tokens(img) + 1)) for img in (224, 448, 1024)}
-assert round(share[224], 3) == 0.041 and round(share[448], 3) == 0.146 and round(share[1024], 2) == 0.47
+claim("4.1%", share[224]), claim("14.6%", share[448]), claim("47%", share[1024])
 dense, attn = layer_macs(6 * 768)
-assert dense == attn and round(16 * math.sqrt(6 * 768)) == 1086    # break-even: N = 6D, about 1086 px
+assert dense == attn                                               # break-even at N = 6D ...
+claim("about 1,086 px", 16 * math.sqrt(6 * 768))                   # ... an image side of 16 sqrt(6D)
 attn_bytes_448 = 12 * (tokens(448) + 1) ** 2 * 4                  # one layer, one image, 12 heads, fp32
-assert round(attn_bytes_448 / 2**20, 1) == 28.2                    # MiB of attention weights per layer
+claim("28.2 MiB", attn_bytes_448 / 2**20)                          # of attention weights per layer
 
 # Windowed attention (Swin): tokens attend only inside 7 x 7 windows.
 n_tokens, window = 56 * 56, 7 * 7
-assert n_tokens * n_tokens // (n_tokens * window) == 64            # 64x fewer attention entries
+claim("64×", n_tokens * n_tokens / (n_tokens * window))            # fewer attention entries
 # --8<-- [end:cost]
+
+# --8<-- [start:distance]
+def patch_distances(grid: int = 14, patch: int = 16) -> torch.Tensor:
+    """Pixel distance between the centres of every pair of patches on a grid x grid layout."""
+    yx = torch.stack(torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij"), -1)
+    return torch.cdist(yx.reshape(-1, 2).float(), yx.reshape(-1, 2).float()) * patch
+
+
+def mean_attention_distance(weights: torch.Tensor) -> float:
+    """ViT paper, Fig. 7: the attention-weighted distance between query and key patches, in pixels."""
+    return float((weights * patch_distances()).sum(-1).mean())
+
+
+uniform = torch.full((196, 196), 1 / 196)                          # a perfectly global head
+local = (patch_distances() <= 1.5 * 16).float()                    # a head that sees only its 3 x 3 neighbours
+local = local / local.sum(1, keepdim=True)
+claim("116 px", mean_attention_distance(uniform))
+claim("17 px", mean_attention_distance(local))
+assert mean_attention_distance(torch.eye(196)) == 0.0              # attending only to yourself
+# --8<-- [end:distance]
 print(f"ViT parameters: B/16 {vit_b / 1e6:.1f}M, L/16 {vit_l / 1e6:.1f}M, H/14 {vit_h / 1e6:.1f}M")
 print(f"ViT-B/16 at 224: {total / 1e9:.2f} GMACs; attention share of block MACs: "
       + ", ".join(f"{k}px {v:.1%}" for k, v in share.items()))

@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from vault.claims import claim
+
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
 torch.manual_seed(0)
@@ -76,7 +78,8 @@ X = rng.normal(size=(32, 5))                     # float64 throughout
 y = rng.integers(0, 3, size=32)
 params = init_params(d_in=5, d_hidden=16, n_classes=3, rng=rng)
 n_params = sum(v.size for v in params.values())
-assert n_params == 5 * 16 + 16 + 16 * 3 + 3 == 147
+assert n_params == 5 * 16 + 16 + 16 * 3 + 3
+claim("147", n_params)
 
 loss, cache = forward(params, X, y)
 ours = backward(params, cache)
@@ -93,15 +96,28 @@ for name in params:
     assert ours[name].shape == params[name].shape
     assert rel_error(ours[name], numeric[name]) < 1e-7, name                      # finite differences
     assert np.abs(ours[name] - torch_params[name].grad.numpy()).max() < 1e-12, name  # autograd
-
-# The same check in float32 is useless: round-off in the loss swamps the O(eps^2) truncation error.
-p32 = {k: v.astype(np.float32) for k, v in params.items()}
-for eps, floor in [(1e-3, 1e-4), (1e-6, 0.05)]:
-    num32 = finite_difference_grads(p32, X.astype(np.float32), y, eps=eps)
-    assert max(rel_error(ours[k], num32[k]) for k in params) > floor
-# --8<-- [end:check]
 worst_fd = max(rel_error(ours[k], numeric[k]) for k in params)
 worst_torch = max(float(np.abs(ours[k] - torch_params[k].grad.numpy()).max()) for k in params)
+claim("10^{-9}", worst_fd)                       # round-off level: u / eps
+claim("below $10^{-15}$", worst_torch)           # the same arithmetic, up to round-off
+
+# What real bugs look like: errors of order 1.
+one_hot = np.eye(3)[y]
+no_mask = X.T @ ((cache["probs"] - one_hot) / len(y) @ params["W2"].T)   # forgot ReLU's derivative
+no_mean = cache["h"].T @ (cache["probs"] - one_hot)                       # forgot the 1/N
+claim("0.33", rel_error(no_mask, ours["W1"]))
+claim("0.94", rel_error(no_mean, ours["W2"]))
+
+# The same check in float32: round-off in the loss, O(u/eps), swamps the O(eps^2) truncation error
+# once eps is small. At eps = 1e-3 it still separates bugs from round-off; at 1e-6 it no longer does.
+p32 = {k: v.astype(np.float32) for k, v in params.items()}
+fd32 = {}
+for eps in (1e-3, 1e-6):
+    num32 = finite_difference_grads(p32, X.astype(np.float32), y, eps=eps)
+    fd32[eps] = max(rel_error(ours[k], num32[k]) for k in params)
+claim(r"4\times10^{-4}", fd32[1e-3])
+claim("about 30%", fd32[1e-6], tol=0.1)          # as large as the forgotten ReLU mask
+# --8<-- [end:check]
 
 
 # --8<-- [start:cost]
@@ -109,8 +125,9 @@ worst_torch = max(float(np.abs(ours[k] - torch_params[k].grad.numpy()).max()) fo
 D, H, C = 5, 16, 3
 forward_macs = D * H + H * C                     # X @ W1, h @ W2
 backward_macs = (H * C + H * C) + D * H          # d_W2 and d_h; d_W1 (no d_X needed for the input)
-assert backward_macs / forward_macs == 176 / 128   # here 1.4x; ~2x for inner layers, which need d_X too
-assert 2 * n_params == 294                       # forward passes a central-difference check needs
+assert backward_macs == 176 and forward_macs == 128
+claim("1.4×", backward_macs / forward_macs)      # ~2x for inner layers, which need d_X too
+claim("294", 2 * n_params)                       # forward passes a central-difference check needs
 # --8<-- [end:cost]
 
 
@@ -128,8 +145,36 @@ for step in range(1500):
         net[k] -= 0.5 * g
 final_loss, c = forward(net, Xs, labels)
 accuracy = float((c["probs"].argmax(axis=1) == labels).mean())
-assert final_loss < 0.25 * start_loss and accuracy > 0.95
+claim("0.75", start_loss)
+claim("0.02", final_loss)
+claim("100%", accuracy)
 # --8<-- [end:train]
+
+
+# --8<-- [start:fanout]
+# Fan-out: a tensor used twice receives the sum of the gradients from both uses (the multivariate
+# chain rule). A residual block a = h + ReLU(h @ W3): h feeds the skip and the branch.
+g = np.random.default_rng(1)
+h0, W3, d_a = g.normal(size=(8, 6)), g.normal(size=(6, 6)), g.normal(size=(8, 6))
+u = h0 @ W3
+d_u = d_a * (u > 0)
+d_h_skip, d_h_branch = d_a, d_u @ W3.T
+d_h = d_h_skip + d_h_branch                      # the two paths add up
+h_t = torch.tensor(h0, requires_grad=True)
+a_t = h_t + torch.relu(h_t @ torch.tensor(W3))
+a_t.backward(torch.tensor(d_a))                  # backward from an upstream gradient d_a
+assert np.abs(h_t.grad.numpy() - d_h).max() < 1e-12
+assert min(rel_error(d_h_skip, d_h), rel_error(d_h_branch, d_h)) > 0.1   # either path alone is wrong
+
+# Backward multiplies by Jacobians without building them: softmax's Jacobian is diag(p) - p p^T
+# (C x C), but its vector-Jacobian product v^T J = p * (v - p.v) costs O(C).
+s0 = torch.tensor(g.normal(size=5))
+p_s = torch.softmax(s0, 0).numpy()
+J = torch.autograd.functional.jacobian(lambda s: torch.softmax(s, 0), s0).numpy()
+assert np.allclose(J, np.diag(p_s) - np.outer(p_s, p_s), atol=1e-12)
+v = g.normal(size=5)
+assert np.allclose(v @ J, p_s * (v - p_s @ v), atol=1e-12)
+# --8<-- [end:fanout]
 
 print(f"{n_params} parameters; max relative error vs finite differences {worst_fd:.1e}, "
       f"max abs difference vs autograd {worst_torch:.1e}")

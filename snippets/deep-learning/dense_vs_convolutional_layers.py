@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from _figures import save
+from vault.claims import claim
 
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
@@ -24,23 +25,29 @@ C_in, C_out, H, W, k = 3, 16, 32, 32, 3
 conv = nn.Conv2d(C_in, C_out, kernel_size=k, padding=1)
 dense = nn.Linear(C_in * H * W, C_out * H * W, device="meta")     # shapes only, no 200 MB
 
-assert n_params(conv) == C_out * C_in * k * k + C_out == 448
-assert n_params(dense) == (C_in * H * W) * (C_out * H * W) + C_out * H * W == 50_348_032
-assert n_params(dense) == 112_384 * n_params(conv)              # five orders of magnitude
+assert n_params(conv) == C_out * C_in * k * k + C_out
+assert n_params(dense) == (C_in * H * W) * (C_out * H * W) + C_out * H * W
+claim("448", n_params(conv))
+claim("50,348,032", n_params(dense))
+claim("about 50 million", n_params(dense) / 1e6)                  # in millions
+claim("112,384", n_params(dense) / n_params(conv))              # five orders of magnitude
 
 # Multiply-accumulates: the conv's weights are reused at every one of the H*W positions.
 conv_macs = C_out * H * W * C_in * k * k
 dense_macs = (C_in * H * W) * (C_out * H * W)
-assert conv_macs == 442_368 and dense_macs == 50_331_648
-assert conv_macs // n_params(conv) == 987 and dense_macs // n_params(dense) == 0   # reuse per weight
+claim("442,368", conv_macs)
+claim("50,331,648", dense_macs)
+claim("987", conv_macs // n_params(conv))                        # multiply-adds per weight
+assert dense_macs // n_params(dense) == 0                        # under one per weight (the bias)
 # The conv's count does not depend on the image size; the dense layer's grows with (H*W)^2.
-assert n_params(nn.Conv2d(C_in, C_out, k, padding=1)) == 448
-assert 1.2e11 < (C_in * 224 * 224) * (C_out * 224 * 224) < 1.21e11   # at 224x224: ~121 billion weights
+assert n_params(nn.Conv2d(C_in, C_out, k, padding=1)) == n_params(conv)
+claim("about 121 billion", (C_in * 224 * 224) * (C_out * 224 * 224) / 1e9)   # in billions
 # Even as a classifier head, a dense layer is where the parameters go: VGG-16's first FC layer
-# (7x7x512 -> 4096) alone holds 102.8M of the network's 138M.
-assert 7 * 7 * 512 * 4096 + 4096 == 102_764_544
+# (7x7x512 -> 4096) alone holds 102.8M of the network's 138M (Simonyan and Zisserman, 2015).
+claim("102.8M", n_params(nn.Linear(7 * 7 * 512, 4096, device="meta")))
 # Each kernel spans all input channels: 64 -> 128 and 256 -> 256 channels, 3x3.
-assert n_params(nn.Conv2d(64, 128, 3)) == 73_856 and n_params(nn.Conv2d(256, 256, 3)) == 590_080
+claim("73,856", n_params(nn.Conv2d(64, 128, 3)))
+claim("590,080", n_params(nn.Conv2d(256, 256, 3)))
 # --8<-- [end:params]
 
 # --8<-- [start:equivariance]
@@ -67,7 +74,7 @@ with torch.no_grad():
     d_shift = fc_map(shift(small, 2, 3).flatten(1)).view(1, C_out, 8, 8)
     shift_d = shift(fc_map(small.flatten(1)).view(1, C_out, 8, 8), 2, 3)
     rel = ((d_shift - shift_d).norm() / shift_d.norm()).item()
-    assert rel > 1.0                    # off by more than the output's own size
+    claim("above 100%", rel)            # off by more than the output's own size
 
     # Stride breaks exact equivariance: a stride-2 conv commutes with 2-pixel shifts only.
     s2 = nn.Conv2d(C_in, C_out, k, stride=2, padding=1, padding_mode="circular")
@@ -109,10 +116,13 @@ torch_out = F.conv2d(torch.tensor(img)[None], torch.tensor(weight), torch.tensor
 
 assert M.shape == (4 * 36, 2 * 36)
 assert np.abs(dense_out - torch_out.numpy()).max() < 1e-12   # same output as torch, float64
+claim("below $10^{-14}$", np.abs(dense_out - torch_out.numpy()).max())
 # Weight sharing and locality, read off the matrix: 72 distinct numbers fill 144x72 = 10,368 slots,
 # and at most 18 of each row's 72 entries are non-zero.
-assert len(np.unique(M[M != 0])) == weight.size == 72
-assert (M != 0).sum(axis=1).max() == 2 * 3 * 3 and (M != 0).mean() < 0.25
+assert len(np.unique(M[M != 0])) == weight.size
+claim("72 distinct numbers", len(np.unique(M[M != 0])))
+claim("18 of each row", (M != 0).sum(axis=1).max())
+assert (M != 0).mean() < 0.25
 # --8<-- [end:toeplitz]
 
 # --8<-- [start:fc-as-conv]
@@ -134,6 +144,48 @@ with torch.no_grad():
     lin.bias.copy_(pw.bias)
     assert torch.allclose(pw(x), lin(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), atol=1e-5)
 # --8<-- [end:fc-as-conv]
+
+# --8<-- [start:im2col]
+# How conv2d runs on CPUs and GPUs: im2col (unfold the input) and one matrix multiply (GEMM).
+xb = torch.randn(2, C_in, H, W, dtype=torch.float64)
+wb = torch.randn(C_out, C_in, k, k, dtype=torch.float64, requires_grad=True)
+cols = F.unfold(xb, kernel_size=k, padding=1)   # (N, C_in*k*k, H*W): one column per output pixel
+out = (wb.view(C_out, -1) @ cols).view(2, C_out, H, W)   # (C_out, C_in k^2) @ (C_in k^2, H W)
+ref = F.conv2d(xb, wb, padding=1)
+assert torch.allclose(out, ref, atol=1e-12)
+claim("9×", cols[0].numel() / xb[0].numel())   # im2col copies each pixel k*k times
+# The weight gradient is the same product with the upstream gradient: delta @ cols^T (a^T delta).
+delta = torch.randn_like(ref)
+(g_w,) = torch.autograd.grad(ref, wb, delta)
+g_im2col = (delta.flatten(2) @ cols.transpose(1, 2)).sum(0).view_as(wb)
+assert torch.allclose(g_w, g_im2col, atol=1e-10)
+# Locality without weight sharing (a locally connected layer): one kernel and bias per position.
+claim("458,752", C_out * H * W * (C_in * k * k + 1))
+# --8<-- [end:im2col]
+
+
+# --8<-- [start:receptive-field]
+def receptive_field(layers: list[tuple[int, int, int]]) -> int:
+    """r_l = r_(l-1) + (k_l - 1) * d_l * (product of the strides before layer l), r_0 = 1."""
+    r, jump = 1, 1
+    for k_, s_, d_ in layers:                  # (kernel, stride, dilation)
+        r += (k_ - 1) * d_ * jump
+        jump *= s_
+    return r
+
+
+stack = [(3, 1, 1), (3, 2, 1), (3, 1, 2), (3, 2, 1), (3, 1, 1)]
+net = nn.Sequential(*[nn.Conv2d(1, 1, k_, stride=s_, dilation=d_, bias=False) for k_, s_, d_ in stack])
+net = net.double()
+for m in net:
+    nn.init.constant_(m.weight, 1.0)           # all positive: no gradient cancels by chance
+probe = torch.zeros(1, 1, 64, 64, dtype=torch.float64, requires_grad=True)
+y_rf = net(probe)
+y_rf[0, 0, y_rf.shape[2] // 2, y_rf.shape[3] // 2].backward()   # which inputs reach one output?
+rows = probe.grad[0, 0].abs().sum(dim=1).nonzero()
+assert rows.max() - rows.min() + 1 == receptive_field(stack)
+claim("25 pixels wide", receptive_field(stack))
+# --8<-- [end:receptive-field]
 
 print(f"params: conv {n_params(conv):,}, dense {n_params(dense):,}; MACs: conv {conv_macs:,}, "
       f"dense {dense_macs:,}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from vault.claims import claim
+
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
 torch.manual_seed(0)
@@ -23,17 +25,25 @@ x = torch.randn(2000, 500, dtype=torch.float64)
 y = inverted_dropout(x, p, training=True)
 
 dropped = (y == 0).double().mean().item()
-assert abs(dropped - p) < 0.005                                    # about 30% of units zeroed
+claim("29.98%", dropped)                                           # about 30% of units zeroed
 survivors = y != 0
 assert torch.allclose(y[survivors], x[survivors] / (1 - p))       # survivors scaled by 1/0.7
-assert abs((y - x).mean().item()) < 0.005                          # E[y] = x: the mean is preserved
+claim("less than 0.005", abs((y - x).mean().item()))               # E[y] = x: the mean is preserved
 # Averaging many masks recovers x itself, unit by unit:
 x0 = torch.randn(200, dtype=torch.float64)
 avg = torch.stack([inverted_dropout(x0, p, True) for _ in range(20000)]).mean(0)
 assert torch.allclose(avg, x0, atol=0.05)
 # ...but the second moment grows by 1/(1-p): the "variance shift" between train and eval.
 ratio = (y.pow(2).mean() / x.pow(2).mean()).item()
-assert abs(ratio - 1 / (1 - p)) < 0.01                             # 1.43 for p = 0.3
+assert abs(ratio - 1 / (1 - p)) < 0.01
+claim("1.43", ratio)
+# The variance grows by more when the mean is not zero, as after a ReLU:
+# Var(dropout(h)) / Var(h) = (E[h^2] / (1-p) - E[h]^2) / Var(h)   (Li et al., 2019).
+h = x.clamp(min=0)
+hd = inverted_dropout(h, p, training=True)
+predicted = ((h.pow(2).mean() / (1 - p) - h.mean() ** 2) / h.var()).item()
+assert abs((hd.var() / h.var()).item() - predicted) < 0.01         # measured = formula
+claim("1.63", predicted)
 assert torch.equal(inverted_dropout(x, p, training=False), x)      # eval mode: identity
 
 # torch.nn.Dropout is the same inverted dropout.
@@ -123,6 +133,24 @@ assert torch.allclose(bn.running_var, unbiased_update) and not torch.allclose(bn
 # --8<-- [end:batchnorm-check]
 
 
+# --8<-- [start:running-stats]
+# The running averages forget with a window of about 1/momentum = 10 batches: after the input
+# distribution moves (mean 0 -> 5), 10 batches cover 1 - 0.9**10 of the move.
+bn = nn.BatchNorm1d(3)
+for _ in range(10):
+    b = torch.randn(64, 3)
+    bn(b - b.mean(0) + 5.0)                                  # batches whose mean is exactly 5
+claim("65%", bn.running_mean.mean().item() / 5.0)
+# momentum=None keeps the cumulative average instead: the mean of all batch means so far.
+bn, means = nn.BatchNorm1d(3, momentum=None), []
+for k in range(10):
+    b = (k + 1) * torch.randn(64, 3)
+    means.append(b.mean(0))
+    bn(b)
+assert torch.allclose(bn.running_mean, torch.stack(means).mean(0), atol=1e-6)
+# --8<-- [end:running-stats]
+
+
 # --8<-- [start:small-batch]
 # Train mode with a batch of 2: every feature normalises to exactly -1 and +1, whatever the input.
 bn = nn.BatchNorm1d(4).double()
@@ -154,10 +182,12 @@ def activation_std(depth: int, use_bn: bool) -> list[float]:
 
 
 plain, normed = activation_std(20, False), activation_std(20, True)
-assert plain[-1] < 1e-6 * plain[0]               # default init shrinks the signal layer after layer
+claim("0.34", plain[0])                          # default init shrinks the signal layer after layer
+claim(r"8\times10^{-9}", plain[-1])
 per_layer = (plain[-1] / plain[0]) ** (1 / 19)
-assert 0.35 < per_layer < 0.45                   # ~sqrt(1/6) = 0.41: Var(w) = 1/(3 fan_in), ReLU halves
-assert 0.5 < normed[-1] / normed[0] < 2.0        # with BN the scale stays put at every depth
+claim("0.40", per_layer)                         # ~sqrt(1/6) = 0.41: Var(w) = 1/(3 fan_in), ReLU halves
+for std in normed:
+    claim("0.58–0.59", std)                      # with BN the scale stays put at every depth
 # --8<-- [end:depth]
 print(f"activation std after layer 1 / 20: plain {plain[0]:.3g} / {plain[-1]:.3g}, "
       f"with BN {normed[0]:.3g} / {normed[-1]:.3g}")

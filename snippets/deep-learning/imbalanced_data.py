@@ -8,6 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from _figures import save
+from vault.claims import claim
 
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
@@ -72,12 +73,16 @@ y_te = y_test.numpy().astype(int)
 # The all-negative "classifier": 98% accuracy, zero recall.
 all_negative = np.zeros(len(y_te))
 accuracy = float((all_negative == y_te).mean())
-assert abs(accuracy - RATIO / (RATIO + 1)) < 1e-12     # 50/51 = 0.9804
+assert abs(accuracy - RATIO / (RATIO + 1)) < 1e-12     # 50/51
+claim("98.04%", accuracy)
 assert precision_recall_f1(all_negative, y_te, 0.5)[1] == 0.0
+# Balanced accuracy (the mean of the per-class recalls) is not fooled: 0.5, chance level.
+balanced = 0.5 * (float((all_negative[y_te == 0] == 0).mean()) + float((all_negative[y_te == 1] == 1).mean()))
+assert balanced == 0.5
 # Random scores: ROC-AUC 0.5 whatever the imbalance, PR-AUC = prevalence (about 0.02).
 random_scores = np.random.default_rng(0).random(len(y_te))
-assert abs(roc_auc(random_scores, y_te) - 0.5) < 0.03
-assert abs(average_precision(random_scores, y_te) - prevalence) < 0.01
+claim("0.5, whatever the imbalance", roc_auc(random_scores, y_te))
+claim("the prevalence, 0.02", average_precision(random_scores, y_te))
 # --8<-- [end:baseline]
 
 
@@ -154,32 +159,59 @@ for name, net in models.items():
         mean_p=float(p_test.mean()))
 plain, weighted, over = report["plain BCE"], report["class weights"], report["oversampling"]
 
-# Weighting and resampling move the default operating point: recall at 0.5 jumps...
-assert weighted["at_half"][1] > plain["at_half"][1] + 0.3
-assert over["at_half"][1] > plain["at_half"][1] + 0.3
-# ...precision and accuracy fall; the weighted model is less accurate than predicting "no" always.
-assert weighted["at_half"][0] < plain["at_half"][0] - 0.3
+# The table, row by row: accuracy, precision/recall/F1 at 0.5, tuned threshold, F1 there, PR-AUC, ROC-AUC.
+P, W, O, Fo = ((r["accuracy"], *r["at_half"], r["threshold"], r["tuned"][2], r["pr_auc"], r["roc_auc"])
+               for r in report.values())
+claim("0.988", P[0]); claim("0.76", P[1]); claim("0.54", P[2]); claim("0.63", P[3])
+claim("0.35", P[4]); claim("0.62", P[5]); claim("0.675", P[6]); claim("0.971", P[7])
+claim("0.943", W[0]); claim("0.24", W[1]); claim("0.89", W[2]); claim("0.38", W[3])
+claim("0.97", W[4]); claim("0.67", W[5]); claim("0.714", W[6]); claim("0.975", W[7])
+claim("0.944", O[0]); claim("0.25", O[1]); claim("0.89", O[2]); claim("0.38", O[3])
+claim("0.99", O[4]); claim("0.66", O[5]); claim("0.714", O[6]); claim("0.974", O[7])
+claim("0.987", Fo[0]); claim("0.85", Fo[1]); claim("0.40", Fo[2]); claim("0.55", Fo[3])
+claim("0.35", Fo[4]); claim("0.61", Fo[5]); claim("0.657", Fo[6]); claim("0.968", Fo[7])
+# Weighting and resampling move the default operating point: recall at 0.5 jumps, precision and
+# accuracy fall; the weighted model is less accurate than predicting "no" always.
+claim("0.980", accuracy)
 assert weighted["accuracy"] < accuracy
-# Focal loss with RetinaNet's alpha = 0.25 weights positives *down*: recall at 0.5 falls instead.
-assert report["focal loss"]["at_half"][1] < plain["at_half"][1] - 0.05
-# The ranking changes far less: ROC-AUC within 0.01, PR-AUC a few points better.
-assert abs(weighted["roc_auc"] - plain["roc_auc"]) < 0.01
-assert 0.0 < weighted["pr_auc"] - plain["pr_auc"] < 0.1
-# Threshold moving recovers F1: the weighted model's F1 at 0.5 is poor, at its tuned threshold it is not.
-assert weighted["tuned"][2] > weighted["at_half"][2] + 0.15
-tuned_f1 = [r["tuned"][2] for r in report.values()]
-assert max(tuned_f1) - min(tuned_f1) < 0.1              # once tuned, all four land close together
-# ROC-AUC looks excellent on the same model whose PR-AUC is mediocre.
-assert plain["roc_auc"] > 0.95 and plain["pr_auc"] < 0.75
-# Why: at a 5% false-positive rate, 50,000 negatives give 2,500 false alarms against <= 1,000 hits.
+# The ranking changes far less.
+claim("less than 0.01", abs(weighted["roc_auc"] - plain["roc_auc"]))
+# Threshold moving recovers F1: once tuned, all four land close together.
+for r in report.values():
+    claim("0.61–0.67", r["tuned"][2])
+# ROC-AUC looks excellent on the same model whose PR-AUC is mediocre. Why: at a 5% false-positive
+# rate, 50,000 negatives give 2,500 false alarms against 870 hits.
 p_plain = probabilities(models["plain BCE"], X_test)
 t5 = np.quantile(p_plain[y_te == 0], 0.95)               # threshold with FPR = 5%
 prec5, rec5, _ = precision_recall_f1(p_plain, y_te, t5)
-assert rec5 > 0.85 and prec5 < 0.3
+claim("87%", rec5)
+claim("0.26", prec5)
+claim("2,500 false alarms", ((p_plain >= t5) & (y_te == 0)).sum())
+claim("870 hits", ((p_plain >= t5) & (y_te == 1)).sum())
 # Weighting breaks calibration: mean predicted probability vs the true 2% prevalence.
-assert abs(plain["mean_p"] - prevalence) < 0.01
-assert weighted["mean_p"] > 3 * prevalence
+claim("0.092", weighted["mean_p"])
+claim("0.020", prevalence)
+claim("0.023", plain["mean_p"])
+claim("4.7 times", weighted["mean_p"] / prevalence)
+# With few positives every number is noisy: the binomial standard error of a recall.
+claim("0.016", np.sqrt(plain["at_half"][1] * (1 - plain["at_half"][1]) / y_te.sum()))
+claim("0.035", np.sqrt(plain["at_half"][1] * (1 - plain["at_half"][1]) / y_va.sum()))
 # --8<-- [end:evaluate]
+
+
+# --8<-- [start:prior-correction]
+# Undo the weighting: a model trained with positives weighted w has odds w times too high, so
+# divide the odds by w (equivalently, subtract log w from the logit).
+def correct_prior(p_w: np.ndarray, w: float) -> np.ndarray:
+    return p_w / (p_w + w * (1 - p_w))
+
+
+p_weighted = probabilities(models["class weights"], X_test)
+p_fixed = correct_prior(p_weighted, RATIO)
+claim("0.019", p_fixed.mean())                            # back to the prevalence, 0.0196
+assert np.array_equal(np.argsort(p_fixed, kind="stable"), np.argsort(p_weighted, kind="stable"))
+assert roc_auc(p_fixed, y_te) == weighted["roc_auc"] and average_precision(p_fixed, y_te) == weighted["pr_auc"]
+# --8<-- [end:prior-correction]
 
 print(f"all-negative accuracy {accuracy:.4f}; prevalence {prevalence:.4f}; "
       f"plain model at FPR 5%: recall {rec5:.2f}, precision {prec5:.2f}")
@@ -200,8 +232,9 @@ focal_each = (1 - torch.where(targets == 1, logits.sigmoid(), 1 - logits.sigmoid
 easy = (targets == 0) & (logits.sigmoid() < 0.05)
 share_bce = (bce_each[easy].sum() / bce_each.sum()).item()
 share_focal = (focal_each[easy].sum() / focal_each.sum()).item()
-assert easy.double().mean() > 0.9                        # most examples are easy negatives
-assert share_bce > 5 * share_focal                       # focal loss mutes them
+claim("93%", easy.double().mean())                       # most examples are easy negatives
+claim("7.7%", share_bce)
+claim("0.01%", share_focal)                              # focal loss mutes them
 # --8<-- [end:focal-weights]
 print(f"easy negatives: {easy.double().mean():.1%} of examples, {share_bce:.1%} of the BCE, "
       f"{share_focal:.2%} of the focal loss")

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from _figures import save
+from vault.claims import claim
 
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
@@ -68,17 +69,24 @@ ratio = {name: g[0] / g[-1] for name, g in norms.items()}      # first layer / l
 # --8<-- [start:asserts]
 sig = norms["sigmoid, Xavier"]
 # Plain sigmoid: the first layer's gradient is ~1e-13 of the last layer's ...
-assert ratio["sigmoid, Xavier"] < 1e-10
+claim(r"1.9 \times 10^{-13}", ratio["sigmoid, Xavier"])
 # ... because every layer multiplies the backward signal by about sigmoid'(z) * gain <= 0.25.
 per_layer = np.exp(np.mean(np.diff(np.log(sig[::-1]))))       # geometric-mean decay per layer
-assert 0.1 < per_layer < 0.25
+claim("0.214", per_layer)
+claim("about 0.21", per_layer)
+claim(r"5 \times 10^{-14}", 0.2**19)                      # what 0.2 per layer does over 19 layers
+claim("32-fold", 1.2**19)                                   # ... and 1.2 per layer
 # Its first-layer gradient entries are far below Adam's eps (1e-8): even Adam barely moves them.
 torch.manual_seed(0)
 net = DeepMLP(**VARIANTS["sigmoid, Xavier"])
 nn.functional.mse_loss(net(x), y).backward()
-assert net.linears[0].weight.grad.abs().max() < 1e-10
+claim("below $10^{-10}$", net.linears[0].weight.grad.abs().max())
 
 # The fixes keep the ratio within about two orders of magnitude of 1: 8+ orders better than sigmoid.
+claim("0.93", ratio["tanh, Xavier"])
+claim("0.30", ratio["ReLU, He"])
+claim(r"2.2 \times 10^{-2}", ratio["sigmoid + residual"])
+claim("1.8", ratio["sigmoid + BatchNorm"])
 for name in ["tanh, Xavier", "ReLU, He", "sigmoid + residual", "sigmoid + BatchNorm"]:
     assert 5e-3 < ratio[name] < 1e2, name
     assert ratio[name] > 1e8 * ratio["sigmoid, Xavier"], name
@@ -88,12 +96,52 @@ default = nn.Linear(WIDTH, WIDTH).weight
 assert default.abs().max() <= 1 / np.sqrt(WIDTH) and abs(default.std() - 1 / np.sqrt(3 * WIDTH)) < 0.005
 # A healthy ratio is not enough: with too small an init, ReLU's forward signal and backward
 # signal both shrink by ~sqrt(6) per layer. The gradients are flat across depth, and all tiny.
-assert 0.1 < ratio["ReLU, small init"] < 10
+claim("1.2, but", ratio["ReLU, small init"])
+for g in norms["ReLU, small init"]:
+    claim(r"about $3\times10^{-9}$", g, tol=1e-9)
 assert norms["ReLU, small init"].max() < 1e-6 * norms["ReLU, He"].min()
 # --8<-- [end:asserts]
 
-for name, g in norms.items():
-    print(f"{name:20s} first/last {ratio[name]:.1e}   first {g[0]:.1e}  last {g[-1]:.1e}")
+
+# --8<-- [start:isometry]
+# Dynamical isometry: the end-to-end Jacobian of 50 linear layers is the product of the weights.
+# Gaussian (Xavier) layers keep the average scale but spread its singular values apart; orthogonal
+# layers keep every one of them at exactly 1.
+spread = {}
+for init in ("xavier", "orthogonal"):
+    torch.manual_seed(0)
+    M = torch.eye(WIDTH, dtype=torch.float64)
+    for _ in range(50):
+        W = torch.empty(WIDTH, WIDTH, dtype=torch.float64)
+        nn.init.xavier_normal_(W) if init == "xavier" else nn.init.orthogonal_(W)
+        M = W @ M
+    spread[init] = torch.linalg.svdvals(M)
+claim("more than 15 orders of magnitude", torch.log10(spread["xavier"].max() / spread["xavier"].min()))
+claim(r"within $10^{-12}$", (spread["orthogonal"] - 1).abs().max())
+# --8<-- [end:isometry]
+
+
+# --8<-- [start:attention]
+# Why attention divides q.k by sqrt(d_k): with unit-variance q and k, the logits have std sqrt(d_k),
+# the softmax saturates, and its Jacobian diag(p) - p p^T, the factor backward multiplies by, collapses.
+g = torch.Generator().manual_seed(0)
+d_k = 512
+q, k = torch.randn(1000, d_k, generator=g), torch.randn(64, d_k, generator=g)
+stats = {}
+for name, scale in [("unscaled", 1.0), ("scaled", d_k ** -0.5)]:
+    logits = q @ k.T * scale
+    p = logits.softmax(-1)
+    J = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+    stats[name] = dict(std=logits.std().item(), one_hot=(p.max(-1).values > 0.99).float().mean().item(),
+                       jac=J.norm(dim=(1, 2)).median().item())
+claim("22.6", stats["unscaled"]["std"])                 # sqrt(512)
+claim("58%", stats["unscaled"]["one_hot"])              # queries with > 99% on one key
+assert stats["scaled"]["one_hot"] == 0.0 and abs(stats["scaled"]["std"] - 1) < 0.01
+claim("31×", stats["scaled"]["jac"] / stats["unscaled"]["jac"])
+# --8<-- [end:attention]
+
+for name, gn in norms.items():
+    print(f"{name:20s} first/last {ratio[name]:.1e}   first {gn[0]:.1e}  last {gn[-1]:.1e}")
 print(f"sigmoid per-layer decay factor {per_layer:.3f}")
 
 fig, ax = plt.subplots(figsize=(6.4, 3.8))

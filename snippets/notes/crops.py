@@ -2,9 +2,13 @@
 compare with tiled inference: exact with enough overlap, wrong near the seams without it."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch import nn
+
+from vault.claims import claim
 
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
@@ -65,7 +69,7 @@ with torch.no_grad():
 assert whole.shape == big_img.shape                    # fully convolutional: output follows input
 pred = whole > 0
 iou = (pred & (big_mask > 0)).sum() / (pred | (big_mask > 0)).sum()
-assert iou > 0.9                                       # what was learned on crops transfers
+claim("above 0.9", iou)                               # what was learned on crops transfers
 
 # The receptive field: one output pixel depends on exactly a 9x9 input window.
 probe = big_img.clone().requires_grad_()
@@ -74,6 +78,42 @@ support = probe.grad[0, 0].abs() > 0
 rows, cols = support.any(1).nonzero(), support.any(0).nonzero()
 assert (rows.max() - rows.min() + 1, cols.max() - cols.min() + 1) == (2 * HALO + 1, 2 * HALO + 1)
 # --8<-- [end:whole]
+
+
+# --8<-- [start:receptive-field]
+def receptive_field(layers: list[tuple[int, int, int]]) -> int:
+    """r = 1 + sum_l (k_l - 1) d_l prod_{i<l} s_i, for layers given as (kernel, stride, dilation)."""
+    r, jump = 1, 1
+    for k, s, d in layers:
+        r += (k - 1) * d * jump
+        jump *= s
+    return r
+
+
+assert receptive_field([(3, 1, 1)] * 4) == 2 * HALO + 1                  # the toy network: 9
+assert receptive_field([(3, 1, 1), (3, 2, 1), (3, 1, 1)]) == 1 + 2 + 2 + 4   # a stride doubles later terms
+
+
+def resnet50_layers(stride_in_3x3: bool = True, dilate: tuple[bool, bool] = (False, False)):
+    """(k, s, d) of the main path of ResNet-50: stem, max-pool, then 1x1-3x3-1x1 bottlenecks.
+    `dilate` replaces the strides of conv4_x and conv5_x with dilation, as torchvision's
+    replace_stride_with_dilation=[False, *dilate] does (first block keeps the old dilation)."""
+    layers, dilation = [(7, 2, 1), (3, 2, 1)], 1
+    for stage, n in enumerate([3, 4, 6, 3]):
+        stride, first_dilation = (2 if stage else 1), dilation
+        if stage >= 2 and dilate[stage - 2]:
+            dilation, stride = dilation * 2, 1
+        for b in range(n):
+            s, d = (stride, first_dilation) if b == 0 else (1, dilation)
+            layers += [(1, 1, 1), (3, s, d), (1, 1, 1)] if stride_in_3x3 else [(1, s, 1), (3, 1, d), (1, 1, 1)]
+    return layers
+
+
+claim("427", receptive_field(resnet50_layers()))                          # torchvision (v1.5)
+claim("483", receptive_field(resnet50_layers(stride_in_3x3=False)))       # the paper's v1
+# A dilated ResNet-50 (output stride 8, DeepLab-style) keeps the same theoretical receptive field.
+assert receptive_field(resnet50_layers(dilate=(True, True))) == 427
+# --8<-- [end:receptive-field]
 
 
 # --8<-- [start:tiled]
@@ -104,27 +144,32 @@ for k in range(T, 200, T):
 for k in range(T, 328, T):
     near_seam[:, max(k - HALO, 0):k + HALO] = True
 
-assert no_overlap[~near_seam].max() < 1e-6            # away from the seams: identical
-assert no_overlap[near_seam].max() > 0.8              # within 4 px of a seam: wrong pixels
-assert with_overlap.max() < 1e-6                      # with a 4-px halo: identical everywhere
+claim("within $10^{-6}$", no_overlap[~near_seam].max())   # away from the seams: identical
+claim("more than 0.8", no_overlap[near_seam].max())       # within 4 px of a seam: wrong pixels
+assert with_overlap.max() < 1e-6                          # with a 4-px halo: identical everywhere
 # Overlap costs compute: each tile reads (T + 2h)^2 pixels to produce T^2.
-assert abs(((T + 2 * HALO) / T) ** 2 - 1.27) < 0.01 and ((512 + 2 * 64) / 512) ** 2 == 1.5625
-# Why tile at all: one 64-channel float32 feature map of a 4000x3000 image is 3.07 GB;
-# for a 512x512 tile with a 64-px halo it is 105 MB.
-assert 4000 * 3000 * 64 * 4 == 3_072_000_000 and 640 * 640 * 64 * 4 == 104_857_600
+claim("1.27×", ((T + 2 * HALO) / T) ** 2)
+claim("1.56×", ((512 + 2 * 64) / 512) ** 2)
+# Why tile at all: one 64-channel float32 feature map of a 4000x3000 image, and of a 512x512
+# tile read with a 64-px halo.
+claim("3.07 GB", 4000 * 3000 * 64 * 4 / 1e9)
+claim("105 MB", 640 * 640 * 64 * 4 / 1e6)
 # --8<-- [end:tiled]
 
 
 # --8<-- [start:bn-trap]
 # The same tiling with batch norm left in training mode: every tile normalises with its own
-# statistics, so tiles disagree with the whole image even far from any seam.
-model.train()
-bad = (prob(tiled(model, big_img, T, halo=HALO)) - prob(model(big_img).detach())).abs()
-model.eval()
-assert bad[~near_seam].max() > 0.1
+# statistics, so tiles disagree with the whole image even far from any seam. (On a copy: a
+# forward pass in training mode would also overwrite the model's running statistics.)
+careless = copy.deepcopy(model).train()
+with torch.no_grad():
+    bad = (prob(tiled(careless, big_img, T, halo=HALO)) - prob(careless(big_img))).abs()
+claim("0.90", bad[~near_seam].max())                  # the worst pixel away from the seams
+claim("0.006", bad.mean())                            # but most pixels are only slightly off
+assert not torch.equal(careless[1].running_mean, model[1].running_mean)   # the copy's stats moved
 # --8<-- [end:bn-trap]
 
 print(f"IoU on the 200x328 image: {iou:.3f}; final crop loss {loss.item():.3f}")
 print(f"tiled, no overlap: max error {no_overlap[near_seam].max():.3f} near seams, "
       f"{no_overlap[~near_seam].max():.1e} elsewhere; with a {HALO}-px halo: {with_overlap.max():.1e}")
-print(f"BN in training mode: max error away from seams {bad[~near_seam].max():.3f}")
+print(f"BN in training mode: max error away from seams {bad[~near_seam].max():.3f}, mean {bad.mean():.4f}")

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from vault.claims import claim
+
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
 torch.manual_seed(0)
@@ -20,21 +22,24 @@ bn = nn.BatchNorm2d(32)                                # training mode, gamma = 
 conv_bn_relu = torch.relu(bn(conv(x)))                 # Ioffe & Szegedy, ResNet, torchvision
 conv_relu_bn = bn(torch.relu(conv(x)))                 # BN after the activation
 
-# BN before ReLU: the next conv sees half-normal inputs, exactly half of them active.
+# BN before ReLU: the next conv sees a rectified normal, max(0, z): half the units exactly 0,
+# mean 1/sqrt(2 pi), std sqrt(1/2 - 1/(2 pi)). (Not the half-normal |z|: mean 0.80, std 0.60.)
 active = (conv_bn_relu > 0).float().mean().item()
-half_normal_mean, half_normal_std = 1 / math.sqrt(2 * math.pi), math.sqrt(0.5 - 1 / (2 * math.pi))
+rectified_mean, rectified_std = 1 / math.sqrt(2 * math.pi), math.sqrt(0.5 - 1 / (2 * math.pi))
 assert abs(active - 0.5) < 0.01
-assert abs(conv_bn_relu.mean().item() - half_normal_mean) < 0.02          # 0.40
-assert abs(conv_bn_relu.std().item() - half_normal_std) < 0.02            # 0.58
+assert abs(conv_bn_relu.mean().item() - rectified_mean) < 0.01
+assert abs(conv_bn_relu.std().item() - rectified_std) < 0.01
+claim("0.40", conv_bn_relu.mean().item()), claim("0.58", conv_bn_relu.std().item())   # measured
 # BN after ReLU: the next conv sees zero-mean, unit-variance inputs, but no exact zeros.
 assert abs(conv_relu_bn.mean().item()) < 1e-4 and abs(conv_relu_bn.std().item() - 1) < 0.01
 
-# Before the ReLU, BN's shift and scale set the ReLU threshold per channel:
-# the fraction of active units becomes Phi(beta / gamma).
+# Before the ReLU, BN's shift and scale set the ReLU threshold per channel: a unit fires when
+# x_hat > -beta / gamma, so the fraction of active units becomes Phi(beta / gamma).
 with torch.no_grad():
     bn.bias.fill_(-1.0)
 active = (torch.relu(bn(conv(x))) > 0).float().mean().item()
 assert abs(active - 0.5 * math.erfc(1 / math.sqrt(2))) < 0.01             # Phi(-1) = 0.159
+claim("15.8%", active)                                                    # measured
 # --8<-- [end:active]
 
 
@@ -86,8 +91,16 @@ with torch.no_grad():
     folded_next.bias.data = nxt.bias + (nxt.weight * shift[None, :, None, None]).sum((1, 2, 3))
     h = torch.relu(conv(x))
     diff = (folded_next(h) - nxt(bn(h))).abs()
-    assert diff[..., 1:-1, 1:-1].max() < 1e-4                     # interior: exact
-    assert diff[..., 0, :].max() > 0.5                            # border rows: wrong
+    claim("below $10^{-5}$", diff[..., 1:-1, 1:-1].max())          # interior: exact, to rounding
+    claim("0.85", diff[..., 0, :].max())                          # border rows: wrong
+
+# Max-pooling commutes with an eval-mode BN only where gamma > 0 (a negative scale turns the
+# max into a min), so "BN before or after the pool" is a free choice only then.
+with torch.no_grad():
+    pool = nn.MaxPool2d(2)
+    assert torch.allclose(pool(bn(h)), bn(pool(h)), atol=1e-6)    # every gamma is in [0.5, 1.5]
+    bn.weight[0] = -1.0
+    assert not torch.allclose(pool(bn(h)), bn(pool(h)), atol=1e-3)
 # --8<-- [end:fold]
 
 
@@ -101,7 +114,16 @@ for _ in range(50):
 drop.eval(); bn1d.eval()
 test_std = bn1d(drop(feats)).std().item()
 assert abs(bn1d.running_var.mean().item() - 2.0) < 0.1        # Var = 1 / (1 - p) in training
-assert abs(test_std - math.sqrt(0.5)) < 0.05                   # outputs shrink to 0.71 at test
+claim("1.99", bn1d.running_var.mean())
+assert abs(test_std - math.sqrt(0.5)) < 0.05                   # outputs shrink to sqrt(1 - p)
+claim("0.70", test_std)
+
+# With a mean mu (post-ReLU features, say), the training variance is sigma^2/(1-p) + mu^2 p/(1-p):
+# for mu = sigma = 1 and p = 0.5, 3 instead of 2.
+bn_mu = nn.BatchNorm1d(64, momentum=None)
+for _ in range(50):
+    bn_mu(nn.Dropout(p=0.5)(torch.randn(256, 64) + 1.0))
+claim("3.0", bn_mu.running_var.mean())
 
 # The same dropout after batch norm leaves BN's statistics alone.
 bn_first = nn.BatchNorm1d(64, momentum=None)

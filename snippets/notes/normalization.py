@@ -9,6 +9,7 @@ from matplotlib.patches import Rectangle
 from torch import nn
 
 from _figures import save
+from vault.claims import claim
 
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
@@ -55,7 +56,47 @@ assert close(nn.LayerNorm(64)(tokens), normalize(tokens, (-1,)))
 # ConvNeXt-style "LayerNorm" on images is per pixel over channels: not GroupNorm(1, C).
 per_pixel = nn.LayerNorm(32)(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 assert close(per_pixel, normalize(x, (1,))) and not close(per_pixel, layer_norm(x))
+
+# The learned scale gamma: per channel for BN and GN, per normalised element for LayerNorm,
+# absent by default for InstanceNorm.
+assert nn.BatchNorm2d(32).weight.shape == nn.GroupNorm(8, 32).weight.shape == (32,)
+assert nn.LayerNorm([32, 16, 16]).weight.shape == (32, 16, 16)
+assert nn.InstanceNorm2d(32).weight is None and nn.InstanceNorm2d(32, affine=True).weight.shape == (32,)
 # --8<-- [end:axes]
+
+
+# --8<-- [start:gamma-beta]
+# Why gamma and beta: with gamma = the batch std and beta = the batch mean, BN is the identity,
+# so normalising never costs the layer any function it could compute before.
+bn_id = nn.BatchNorm2d(32).train()
+with torch.no_grad():
+    bn_id.weight.copy_(torch.sqrt(x.var((0, 2, 3), unbiased=False) + bn_id.eps))
+    bn_id.bias.copy_(x.mean((0, 2, 3)))
+assert close(bn_id(x), x)
+
+# Scale invariance: BN after a conv ignores the scale of the conv's weights, and the gradient
+# with respect to those weights shrinks as 1/alpha. Weight decay, which shrinks the weights,
+# therefore acts as a rising effective learning rate.
+conv, target = nn.Conv2d(32, 16, 3, bias=False), torch.randn(8, 16, 14, 14)
+grads = {}
+for alpha in (1.0, 2.0):
+    w = (alpha * conv.weight.detach()).requires_grad_()
+    out = batch_norm(nn.functional.conv2d(x, w))
+    if alpha == 1.0:
+        out_1 = out.detach()
+    assert close(out, out_1)                              # same output at any weight scale
+    ((out - target) ** 2).mean().backward()
+    grads[alpha] = w.grad.norm().item()
+claim("2×", grads[1.0] / grads[2.0], tol=1e-3)           # exactly: doubling the weights halves it
+
+# BN's backward pass: per channel, the gradient to its input has zero mean and no component
+# along x_hat. BN projects out the two directions its own normalisation would undo.
+xg = x.clone().requires_grad_()
+x_hat = batch_norm(xg)
+(x_hat * torch.randn_like(x_hat)).sum().backward()
+assert xg.grad.sum((0, 2, 3)).abs().max() < 1e-3
+assert (xg.grad * x_hat.detach()).sum((0, 2, 3)).abs().max() < 1e-3
+# --8<-- [end:gamma-beta]
 
 
 # --8<-- [start:train-eval]
@@ -104,9 +145,9 @@ def train_test_gap(batch: int, trials: int = 200) -> float:
 
 
 gap = {b: train_test_gap(b) for b in (2, 4, 8, 32)}
-measured = {2: 0.60, 4: 0.43, 8: 0.29, 32: 0.15}                     # the table on the page
-assert all(abs(gap[b] - v) < 0.02 for b, v in measured.items())
-assert gap[2] > gap[4] > gap[8] > gap[32] and gap[2] > 3 * gap[32]    # roughly 1/sqrt(B)
+claim("0.60", gap[2]), claim("0.43", gap[4]), claim("0.29", gap[8]), claim("0.15", gap[32])
+assert gap[2] > gap[4] > gap[8] > gap[32]
+claim("4.0×", gap[2] / gap[32])            # a 16x larger batch: 1/sqrt(B) predicts exactly 4x
 
 # Batch of 2, one value per channel (after global pooling): every output is exactly -1 or +1.
 pooled = torch.randn(2, 16) * 5

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from _figures import save
+from vault.claims import claim
 
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
@@ -48,8 +49,10 @@ assert torch.allclose(focal_loss(z, t, gamma=0.0, alpha=None), bce)        # gam
 
 # The modulating factor (1 - p_t)^gamma with gamma = 2: 100x less loss at p_t = 0.9, 1000x less
 # at p_t = 0.968 (the numbers in the RetinaNet paper).
-assert math.isclose(1 / (1 - 0.9) ** 2, 100)
-assert math.isclose(1 / (1 - (1 - math.sqrt(1e-3))) ** 2, 1000) and abs((1 - math.sqrt(1e-3)) - 0.968) < 1e-3
+claim("100×", 1 / (1 - 0.9) ** 2)
+p_1000 = 1 - math.sqrt(1e-3)                           # where (1 - p_t)^2 = 1/1000
+assert math.isclose(1 / (1 - p_1000) ** 2, 1000)
+claim("0.968", p_1000)
 
 # 10,000 easy negatives (p_t = 0.99) against 10 hard positives (p_t = 0.1): who owns the loss?
 easy = torch.full((10_000,), math.log(0.01 / 0.99))    # logit with p = 0.01 on a negative
@@ -59,7 +62,7 @@ ce_per = F.binary_cross_entropy_with_logits(zz, tt, reduction="none")
 fl_per = (1 - torch.where(tt == 1, zz.sigmoid(), 1 - zz.sigmoid())) ** 2 * ce_per
 easy_share_ce = (ce_per[:10_000].sum() / ce_per.sum()).item()
 easy_share_fl = (fl_per[:10_000].sum() / fl_per.sum()).item()
-assert abs(easy_share_ce - 0.814) < 0.001 and 0.0004 < easy_share_fl < 0.0006    # 81% and 0.05%
+claim("81%", easy_share_ce), claim("0.05%", easy_share_fl)
 # --8<-- [end:focal]
 
 
@@ -76,11 +79,13 @@ def soft_iou_loss(prob, gt, eps: float = 1.0):          # soft Jaccard
 
 gt = torch.zeros(64, 64)
 gt[30:34, 30:35] = 1                                    # a 20-pixel object in 4,096 pixels
+claim("0.5%", gt.mean())                               # of the pixels a plain CE averages over
 assert soft_dice_loss(gt, gt) == 0 and soft_iou_loss(gt, gt) == 0          # perfect
 assert soft_dice_loss(1 - gt, gt, eps=1e-6) > 0.999                         # disjoint: ~1
 # Predicting all background: 99.5% pixel accuracy, yet the worst possible Dice.
 all_bg = torch.zeros_like(gt)
-assert (all_bg == gt).float().mean() > 0.995 and soft_dice_loss(all_bg, gt, eps=1e-6) > 0.999
+claim("99.5%", (all_bg == gt).float().mean())
+assert soft_dice_loss(all_bg, gt, eps=1e-6) > 0.999
 # An empty image predicted empty: eps (the smoothing term) decides, and gives 0 loss.
 assert soft_dice_loss(all_bg, all_bg) == 0
 # For hard masks Dice and IoU are tied: D = 2J / (1 + J).
@@ -145,6 +150,7 @@ assert all(abs(v) < 1e-9 for v in L.values())                  # perfect box: ev
 
 L = box_losses(b(0, 0, 2, 2), b(1, 1, 3, 3))                   # overlap 1, union 7, enclosing 9
 assert math.isclose(1 - L["IoU"], 1 / 7) and math.isclose(1 - L["GIoU"], 1 / 7 - 2 / 9)   # GIoU < 0
+claim("-0.079", 1 - L["GIoU"])
 
 far = box_losses(b(0, 0, 1, 1), b(100, 100, 101, 101))
 assert far["IoU"] == 1 and 1 - far["GIoU"] < -0.99             # GIoU -> -1, IoU stuck at 0
@@ -162,13 +168,13 @@ assert grads["GIoU"][0] > 0 and grads["GIoU"][2] < 0                   # ...GIoU
 g = b(0, 0, 10, 10)
 centred, corner = box_losses(b(4, 4, 6, 6), g), box_losses(b(0, 0, 2, 2), g)
 assert math.isclose(centred["IoU"], corner["IoU"]) and math.isclose(centred["GIoU"], corner["GIoU"])
-assert math.isclose(centred["IoU"], 0.96) and math.isclose(centred["DIoU"], 0.96)
-assert math.isclose(corner["DIoU"], 1.12)                      # centre offset 4*sqrt(2), diagonal 10*sqrt(2)
+assert math.isclose(centred["DIoU"], centred["IoU"])            # same centre: no distance term
+claim("0.96", centred["IoU"]), claim("1.12", corner["DIoU"])   # offset 4*sqrt(2), diagonal 10*sqrt(2)
 
 # Same centre and area, different shape: only CIoU's aspect-ratio term notices.
 tall, square = box_losses(b(1, -1, 3, 3), b(0, 0, 4, 2)), box_losses(b(0, 0, 4, 2), b(0, 0, 4, 2))
-assert math.isclose(tall["DIoU"], tall["IoU"]) and math.isclose(tall["IoU"], 2 / 3)
-assert abs(tall["CIoU"] - 0.700) < 1e-3
+assert math.isclose(tall["DIoU"], tall["IoU"])
+claim("0.667", tall["IoU"]), claim("0.700", tall["CIoU"])
 # --8<-- [end:boxes]
 
 
@@ -185,7 +191,7 @@ assert torch.allclose(smooth_l1(x, y), F.smooth_l1_loss(x, y, reduction="sum", b
 small_p, small_g = b(0, 0, 2, 2), b(0.5, 0, 2.5, 2)
 big_p, big_g = small_p * 10, small_g * 10
 assert math.isclose(box_losses(small_p, small_g)["IoU"], box_losses(big_p, big_g)["IoU"])
-assert math.isclose((big_p - big_g).abs().sum(), 10 * (small_p - small_g).abs().sum())
+claim("10×", (big_p - big_g).abs().sum() / (small_p - small_g).abs().sum())
 # --8<-- [end:smooth-l1]
 
 print(f"focal: easy negatives own {easy_share_ce:.1%} of CE but {easy_share_fl:.3%} of focal loss")

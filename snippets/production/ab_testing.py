@@ -9,6 +9,7 @@ import numpy as np
 from scipy import stats
 
 from _figures import save
+from vault.claims import claim
 
 rng = np.random.default_rng(0)
 z = stats.norm.ppf
@@ -32,17 +33,19 @@ def two_proportion_test(clicks_a, n_a, clicks_b, n_b):
 
 
 n = n_per_arm(0.10, 0.105)
-assert n == 57_763                                   # a 5% relative lift on a 10% CTR: ~58k per arm
-assert n_per_arm(0.10, 0.11) == 14_751               # twice the lift, about a quarter of the users
-assert n_per_arm(0.10, 0.105, power=0.9) == 77_328   # 90% power costs a third more
+claim("57,763", n)                                   # a 5% relative lift on a 10% per-user click rate
+claim("about 58,000", n, tol=500)
+claim("14,751", n_per_arm(0.10, 0.11))               # twice the lift, about a quarter of the users
+claim("77,328", n_per_arm(0.10, 0.105, power=0.9))   # 90% power costs a third more
+claim("2.9 days", n / 20_000)                        # at 20,000 new users per arm a day
 
 # Check by simulation: 4,000 experiments of n users per arm.
 sims = 4000
 clicks_a = rng.binomial(n, 0.10, sims)
 power_sim = (two_proportion_test(clicks_a, n, rng.binomial(n, 0.105, sims), n)[1] < 0.05).mean()
 false_pos = (two_proportion_test(clicks_a, n, rng.binomial(n, 0.10, sims), n)[1] < 0.05).mean()
-assert abs(power_sim - 0.80) < 0.025                 # the formula's 80% power holds
-assert abs(false_pos - 0.05) < 0.012                 # and the test keeps its 5% error rate under A = B
+claim("80.2%", power_sim)                            # the formula's 80% power holds
+claim("5.3%", false_pos)                             # and the test keeps its 5% error rate under A = B
 # --8<-- [end:sample-size]
 
 
@@ -54,13 +57,16 @@ diff = b_clicks / n - a_clicks / n
 se = math.sqrt((a_clicks / n) * (1 - a_clicks / n) / n + (b_clicks / n) * (1 - b_clicks / n) / n)
 ci = (diff - 1.96 * se, diff + 1.96 * se)
 assert (p_value < 0.05) == (ci[0] > 0 or ci[1] < 0)   # the test and the interval agree
+claim("$p = 0.30$", p_value)                          # B really is 5% better, and the test misses it
+claim("-0.16", 100 * ci[0])                           # the interval, in percentage points
+claim("+0.53", 100 * ci[1])
 
 # Over the 4,000 simulated experiments above, the 95% interval covers the true lift 95% of the time.
 b_sim = rng.binomial(n, 0.105, sims)
 d_sim = (b_sim - clicks_a) / n
 se_sim = np.sqrt(clicks_a / n * (1 - clicks_a / n) / n + b_sim / n * (1 - b_sim / n) / n)
 coverage = ((d_sim - 1.96 * se_sim < 0.005) & (0.005 < d_sim + 1.96 * se_sim)).mean()
-assert abs(coverage - 0.95) < 0.012
+claim("94.8%", coverage)
 
 
 def sample_ratio_mismatch(n_a: int, n_b: int, expected_share_a: float = 0.5) -> float:
@@ -71,7 +77,7 @@ def sample_ratio_mismatch(n_a: int, n_b: int, expected_share_a: float = 0.5) -> 
 
 
 assert sample_ratio_mismatch(57_763, 57_763) > 0.5
-assert sample_ratio_mismatch(57_763, 56_500) < 0.001    # 2% missing from B: e.g. its timeouts were not logged
+claim("1.9\\times10^{-4}", sample_ratio_mismatch(57_763, 56_500))   # 2% missing from B: its timeouts not logged
 
 
 def guardrails(lat_a: np.ndarray, lat_b: np.ndarray, err_a: int, err_b: int, n_arm: int) -> list[str]:
@@ -101,15 +107,55 @@ cb = rng.binomial(step, 0.10, (sims, peeks)).cumsum(1)
 looked = step * np.arange(1, peeks + 1)
 p_peek = two_proportion_test(ca, looked, cb, looked)[1]
 fpr_peeking = (p_peek < 0.05).any(axis=1).mean()
-assert fpr_peeking > 0.15                          # "5%" false positives become more than 15%
+claim("24.8%", fpr_peeking)                        # "5%" false positives become a quarter
+claim("64%", 1 - 0.95 ** 20)                       # 20 independent metrics: P(at least one moves by chance)
 
 # Randomising by store (cluster), not by image: the design effect inflates the sample size.
-images_per_store, icc = 1000, 0.01
+images_per_store, icc, stores = 1000, 0.01, 40
 design_effect = 1 + (images_per_store - 1) * icc
-assert round(design_effect, 2) == 10.99            # 11x the images of an image-level test
-# CUPED: a pre-experiment covariate with correlation rho cuts the variance by (1 - rho^2).
-assert abs((1 - 0.5 ** 2) - 0.75) < 1e-12          # rho = 0.5: a quarter fewer users needed
+claim("10.99", design_effect)
+# Simulated: store rates ~ Beta(a, b) with mean 0.1 and ICC 1 / (a + b + 1) = 0.01, 40 stores per arm.
+sim = np.random.default_rng(1)                     # its own generator, so the figure below keeps its data
+rates = sim.beta(9.9, 89.1, (4000, stores))
+store_mean = sim.binomial(images_per_store, rates).sum(1) / (stores * images_per_store)
+de_sim = store_mean.var() / (0.1 * 0.9 / (stores * images_per_store))
+claim("10.8", de_sim)                              # the variance of the arm's rate, against i.i.d. images
+
+# CUPED: subtract theta * (x - mean x), x = a pre-experiment covariate correlated rho = 0.5 with y.
+x = sim.standard_normal((2, 40_000, 50))           # arm, experiment, user
+y = 0.5 * x + math.sqrt(1 - 0.5 ** 2) * sim.standard_normal(x.shape)
+xc, yc = x - x.mean((0, 2), keepdims=True), y - y.mean((0, 2), keepdims=True)
+theta = (xc * yc).sum((0, 2), keepdims=True) / (xc ** 2).sum((0, 2), keepdims=True)
+y_cuped = y - theta * xc
+lift, lift_cuped = y[1].mean(1) - y[0].mean(1), y_cuped[1].mean(1) - y_cuped[0].mean(1)
+claim("0.74", lift_cuped.var() / lift.var())       # (1 - rho^2)(1 - 1/2n) = 0.7425 with theta fitted in-sample
 # --8<-- [end:peeking]
+
+
+# --8<-- [start:ratio-metric]
+# CTR as clicks / impressions, randomised by user: each user sees several impressions and has their own
+# click propensity, so impressions are not independent. 1,000 A/A experiments of 1,000 users per arm.
+imps = 1 + sim.poisson(9, (2, 1000, 1000))               # arm, experiment, user
+clicks = sim.binomial(imps, sim.beta(0.5, 4.5, imps.shape))   # per-user CTR, mean 10%
+ctr = clicks.sum(-1) / imps.sum(-1)
+
+
+def delta_var(c: np.ndarray, i: np.ndarray) -> np.ndarray:
+    """Var(sum c / sum i) over users, by the delta method (Deng, Knoblich & Lu, 2018)."""
+    mc, mi = c.mean(-1), i.mean(-1)
+    vc, vi = c.var(-1, ddof=1), i.var(-1, ddof=1)
+    cov = ((c - mc[..., None]) * (i - mi[..., None])).sum(-1) / (c.shape[-1] - 1)
+    return (vc / mi ** 2 - 2 * mc * cov / mi ** 3 + mc ** 2 * vi / mi ** 4) / c.shape[-1]
+
+
+diff = ctr[1] - ctr[0]                                   # A = B: every "win" is a false positive
+se_naive = np.sqrt((ctr * (1 - ctr) / imps.sum(-1)).sum(0))   # as if each impression were a coin flip
+se_delta = np.sqrt(delta_var(clicks, imps).sum(0))
+claim("1.6×", diff.std() / se_naive.mean())               # the naive standard error is too small
+claim("within 2%", diff.std() / se_delta.mean() - 1)      # the delta method gets it right
+claim("23%", (np.abs(diff / se_naive) > 1.96).mean())     # an A/A test "wins" 23% of the time
+claim("4.8%", (np.abs(diff / se_delta) > 1.96).mean())    # and 5% with the right variance
+# --8<-- [end:ratio-metric]
 
 sizes = np.array([5_000, 15_000, 30_000, 45_000, 57_763, 80_000, 110_000])
 grid = np.linspace(2_000, 115_000, 200)

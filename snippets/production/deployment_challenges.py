@@ -1,15 +1,18 @@
 """Training/serving skew: three preprocessing bugs that raise no error, and the golden-input parity test that catches them."""
 from __future__ import annotations
 
+import io
+
 import cv2
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import nn
 
 from _figures import save
 from _train import fit
+from vault.claims import claim
 
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
@@ -93,14 +96,15 @@ acc_bgr = accuracy(serve_bgr, test_x[..., ::-1])          # the camera hands ove
 acc_raw = accuracy(serve_no_scaling, test_x)
 acc_cv2 = accuracy(serve_cv2_resize, test_x)
 
-assert acc_ref > 0.97                  # the model is fine...
-assert 0.5 < acc_bgr < 0.75            # ...red fruit now look blue-purple
-assert 0.5 < acc_raw < 0.8             # mean shift lost, inputs 255x too large
+claim("100%", acc_ref)                 # the model is fine...
+claim("62%", acc_bgr)                  # ...red fruit now look blue-purple
+claim("65%", acc_raw)                  # mean shift lost, inputs 255x too large
 assert abs(acc_cv2 - acc_ref) < 0.03   # accuracy barely moves: a test-set check would pass
+claim("100%", acc_cv2)
 
 raw_probs = torch.softmax(torch.from_numpy(logits(np.stack([serve_no_scaling(f) for f in test_x]))), 1)
 raw_confidence = float(raw_probs.max(1).values.mean())
-assert raw_confidence > 0.99           # and it is certain about every answer, right or wrong
+claim("0.997", raw_confidence)         # and it is certain about every answer, right or wrong
 # --8<-- [end:skew]
 
 # --8<-- [start:golden]
@@ -121,16 +125,53 @@ ok_bgr, err_bgr = parity_check(serve_bgr, golden_frames[..., ::-1])
 ok_raw, err_raw = parity_check(serve_no_scaling, golden_frames)
 ok_cv2, err_cv2 = parity_check(serve_cv2_resize, golden_frames)
 
-assert ok_ref and err_ref < 1e-5
+assert ok_ref and err_ref == 0.0                         # same call, same batch, same device: bit-identical
 assert not ok_bgr and not ok_raw and not ok_cv2          # all three bugs are caught
-assert 1.0 < err_cv2 < 4.0                               # even the "harmless" resize, by a wide margin
+claim("2.1", err_cv2)                                    # even the "harmless" resize, by a wide margin
+claim("about 2", err_cv2, tol=0.5)
+
+# Not the same call: the same frames one at a time instead of as a batch of 16.
+one_by_one = np.concatenate([logits(preprocess_train(f)[None]) for f in golden_frames])
+claim("under $10^{-5}$", np.abs(one_by_one - golden_logits).max())   # kernels sum in another order
 # --8<-- [end:golden]
 
-# A stat the page quotes: how far PIL and OpenCV bilinear downscaling disagree, in grey levels.
-pil = np.stack([np.asarray(Image.fromarray(f).resize((32, 32), Image.BILINEAR), float) for f in test_x[:50]])
-ocv = np.stack([cv2.resize(f, (32, 32), interpolation=cv2.INTER_LINEAR).astype(float) for f in test_x[:50]])
-pixel_gap = float(np.abs(pil - ocv).mean())
-assert 10 < pixel_gap < 15
+# --8<-- [start:library-traps]
+# How far PIL's bilinear and OpenCV's downscaling filters disagree, in grey levels, at 4x (128 -> 32).
+def resized(method) -> np.ndarray:
+    return np.stack([method(f).astype(float) for f in test_x[:50]])
+
+
+pil = resized(lambda f: np.asarray(Image.fromarray(f).resize((32, 32), Image.BILINEAR)))
+ocv = resized(lambda f: cv2.resize(f, (32, 32), interpolation=cv2.INTER_LINEAR))
+area = resized(lambda f: cv2.resize(f, (32, 32), interpolation=cv2.INTER_AREA))
+pixel_gap, area_gap = float(np.abs(pil - ocv).mean()), float(np.abs(pil - area).mean())
+claim("12 grey levels", pixel_gap)      # INTER_LINEAR samples 2x2 pixels: aliased
+claim("4 grey levels", area_gap)        # INTER_AREA averages the footprint: much closer, not equal
+
+
+def serve_cv2_area(rgb: np.ndarray) -> np.ndarray:
+    small = cv2.resize(rgb, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return ((small / 255.0 - MEAN) / STD).transpose(2, 0, 1)
+
+
+ok_area, err_area = parity_check(serve_cv2_area, golden_frames)
+assert not ok_area                      # closer is not the same: the parity test still fails
+claim("0.48", err_area)
+
+# EXIF orientation: a phone stores a portrait photo as landscape pixels plus an "rotate 90°" tag.
+photo = Image.fromarray(test_x[0][:, :96].copy())         # 128 high, 96 wide
+exif = photo.getexif()
+exif[0x0112] = 6                                          # Orientation = 6: rotate 90° clockwise to view
+buf = io.BytesIO()
+photo.save(buf, "JPEG", exif=exif)
+jpeg = np.frombuffer(buf.getvalue(), np.uint8)
+by_cv2 = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)             # OpenCV applies the tag by default
+by_pil = np.asarray(Image.open(io.BytesIO(jpeg.tobytes())))          # PIL does not...
+by_pil_fixed = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(jpeg.tobytes()))))  # ...unless asked
+assert by_cv2.shape[:2] == (96, 128) and by_pil.shape[:2] == (128, 96)   # the same bytes, two orientations
+assert by_pil_fixed.shape == by_cv2.shape
+assert cv2.imdecode(jpeg, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION).shape == by_pil.shape
+# --8<-- [end:library-traps]
 
 fig, axes = plt.subplots(1, 4, figsize=(7.5, 2.3))
 frame = test_x[int(np.argmax(test_y == 0))]

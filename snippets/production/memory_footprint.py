@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from _train import fit
+from vault.claims import claim
 
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
@@ -35,14 +36,16 @@ def weight_mb(n_params: float, dtype: str) -> float:
 
 
 resnet50, vit_b16 = 25.6e6, 86e6           # parameter counts (torchvision docs; Dosovitskiy et al. 2021)
-assert [round(weight_mb(resnet50, d), 1) for d in BYTES_PER_PARAM] == [102.4, 51.2, 25.6, 12.8]
-assert [round(weight_mb(vit_b16, d)) for d in BYTES_PER_PARAM] == [344, 172, 86, 43]
+claim("102.4 MB", weight_mb(resnet50, "fp32")), claim("51.2 MB", weight_mb(resnet50, "fp16"))
+claim("25.6 MB", weight_mb(resnet50, "int8")), claim("12.8 MB", weight_mb(resnet50, "int4"))
+claim("344 MB", weight_mb(vit_b16, "fp32")), claim("172 MB", weight_mb(vit_b16, "fp16"))
+claim("86 MB", weight_mb(vit_b16, "int8")), claim("43 MB", weight_mb(vit_b16, "int4"))
 # Activations are per image: ResNet-50's first conv output alone is 64 x 112 x 112 floats.
-assert round(64 * 112 * 112 * 4 / 1e6, 1) == 3.2          # MB per image in fp32
-assert round((1280 / 224) ** 2, 1) == 32.7                 # a 1280x1280 detector input vs 224x224
+claim("3.2 MB per image", 64 * 112 * 112 * 4 / 1e6)      # in fp32
+claim("32.7×", (1280 / 224) ** 2)                          # a 1280x1280 detector input vs 224x224
 # Low rank: an m x n Linear layer replaced by rank-r factors stores r(m + n) instead of mn.
 m, n, r = 2048, 2048, 256
-assert m * n / (r * (m + n)) == 4.0
+claim("4× fewer", m * n / (r * (m + n)))
 # --8<-- [end:arithmetic]
 
 
@@ -88,6 +91,10 @@ expected["int8"] += 4 * n_rows                    # one fp32 scale per output ch
 expected["int4"] += 2 * n_params // 64            # one fp16 scale per 64 weights: 4.25 bits/weight
 for dtype, size in sizes.items():
     assert expected[dtype] <= size < expected[dtype] + 20_000, dtype   # + a few KB of file format
+claim("5.22 M weights", n_params / 1e6)
+claim("20.9 MB", sizes["fp32"] / 1e6), claim("10.4 MB", sizes["fp16"] / 1e6)
+claim("5.24 MB", sizes["int8"] / 1e6), claim("2.77 MB", sizes["int4"] / 1e6)
+claim("4.25 bits", 8 * (expected["int4"]) / n_params)
 
 def rel_err(w_hat, w) -> float:
     return float(np.linalg.norm(np.asarray(w_hat) - np.asarray(w)) / np.linalg.norm(np.asarray(w)))
@@ -96,7 +103,9 @@ errors["fp16"] = np.mean([rel_err(w.half().float(), w) for w in weights.values()
 errors["int8"] = np.mean([rel_err(q.float() * s, weights[k]) for k, (q, s) in int8.items()])
 errors["int4"] = np.mean([rel_err(dequantize_int4(p, s, weights[k].shape), weights[k])
                           for k, (p, s) in int4.items()])
-assert errors["fp16"] < 1e-3 < errors["int8"] < 0.02 < errors["int4"] < 0.15
+claim("2\\times10^{-4}", errors["fp16"])
+claim("0.8%", errors["int8"])
+claim("11%", errors["int4"])                       # naive rounding, even with group scales
 # --8<-- [end:sizes]
 
 
@@ -125,7 +134,7 @@ x_train, y_train = make_data(5000)
 x_test, y_test = make_data(5000)
 teacher = fit(mlp(128), x_train, y_train, epochs=15, lr=2e-3, batch=128)
 acc_teacher = accuracy(teacher, x_test, y_test)
-assert acc_teacher > 0.9
+claim("93.3%", acc_teacher)
 
 # --8<-- [start:pruning]
 def prune_copy(model: nn.Module, amount: float) -> nn.Module:
@@ -153,9 +162,12 @@ for amount in (0.5, 0.8, 0.9):
     pruning[amount] = (accuracy(p, x_test, y_test), csr_bytes)
 
 # CSR stores 4-byte values plus 8-byte column indices: it only wins below 1/3 density.
-assert pruning[0.5][1] > 1.4 * dense_weight_bytes and pruning[0.9][1] < 0.35 * dense_weight_bytes
-assert pruning[0.5][0] > acc_teacher - 0.02         # half the weights go almost for free...
-assert 0.7 < pruning[0.8][0] < 0.85 and pruning[0.9][0] < 0.6   # ...80-90% do not, without fine-tuning
+claim("1.5×", pruning[0.5][1] / dense_weight_bytes)
+claim("0.33×", pruning[0.9][1] / dense_weight_bytes)
+claim("92.9%", pruning[0.5][0])                    # half the weights go almost for free...
+claim("0.4 points", 100 * (acc_teacher - pruning[0.5][0]))
+claim("78.0%", pruning[0.8][0]), claim("15 points", 100 * (acc_teacher - pruning[0.8][0]))
+claim("47.8%", pruning[0.9][0]), claim("45 points", 100 * (acc_teacher - pruning[0.9][0]))   # ...80-90% do not
 # --8<-- [end:pruning]
 
 # --8<-- [start:distill]
@@ -185,9 +197,9 @@ with torch.no_grad():
 acc_hard, acc_kd = accuracy(hard, x_test, y_test), accuracy(distilled, x_test, y_test)
 agree_hard, agree_kd = accuracy(hard, x_test, teacher_pred), accuracy(distilled, x_test, teacher_pred)
 
-assert n_teacher / n_student > 9.5                 # a 10x smaller student
-assert acc_kd > acc_hard + 0.04                    # soft targets carry more per example
-assert agree_kd > agree_hard + 0.04 and agree_kd > 0.7
+claim("10× smaller", n_teacher / n_student)
+claim("67.3%", acc_hard), claim("68.2%", agree_hard)
+claim("77.5%", acc_kd), claim("79.4%", agree_kd)   # soft targets carry more per example
 
 # With all 5,000 labels and a short schedule the advantage is gone on this task.
 torch.manual_seed(1)
@@ -195,7 +207,7 @@ hard_full = fit(mlp(32), x_train, y_train, epochs=8, lr=3e-3, batch=128)
 torch.manual_seed(1)
 kd_full = fit(mlp(32), x_train, teacher_logits, epochs=8, lr=3e-3, batch=128, loss_fn=kd_loss)
 acc_hard_full, acc_kd_full = accuracy(hard_full, x_test, y_test), accuracy(kd_full, x_test, y_test)
-assert acc_kd_full < acc_hard_full + 0.01
+claim("87.9%", acc_hard_full), claim("85.3%", acc_kd_full)
 # --8<-- [end:distill]
 
 print(f"{n_params / 1e6:.2f}M weights, bytes: " + ", ".join(f"{d} {s / 1e6:.2f} MB" for d, s in sizes.items()))

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vault.claims import claim
+
 rng = np.random.default_rng(0)
 
 
@@ -29,7 +31,7 @@ class ModelVersion:
     metrics: dict                 # offline evaluation, incl. slices and latency
     signature: dict               # the input/output contract the serving API relies on
     stage: str = "none"           # none -> staging -> production -> archived
-    history: list = field(default_factory=list)
+    history: list = field(default_factory=list)   # audit trail: (stage, reason, who)
 
 
 class Registry:
@@ -72,16 +74,16 @@ class Registry:
     def production(self, name: str) -> ModelVersion | None:
         return next((m for m in self.versions(name) if m.stage == "production"), None)
 
-    def set_stage(self, name: str, version: int, stage: str, reason: str) -> None:
+    def set_stage(self, name: str, version: int, stage: str, reason: str, by: str) -> None:
         if stage == "production":                      # at most one production version
             current = self.production(name)
             if current is not None and current.version != version:
                 current.stage = "archived"
-                current.history.append(("archived", f"replaced by v{version}"))
+                current.history.append(("archived", f"replaced by v{version}", by))
                 self._save(current)
         mv = self.get(name, version)
         mv.stage = stage
-        mv.history.append((stage, reason))
+        mv.history.append((stage, reason, by))         # who moved which version, and why
         self._save(mv)
 # --8<-- [end:registry]
 
@@ -131,7 +133,7 @@ with tempfile.TemporaryDirectory() as tmp:
                       params={"lr": 0.01, "epochs": 50}, signature=signature,
                       metrics={"mAP": 0.612, "p99_ms": 31.0, "slices": {"night": 0.48, "rain": 0.55}})
     assert promotion_gate(v1, None) == []
-    reg.set_stage("detector", 1, "production", "first release")
+    reg.set_stage("detector", 1, "production", "first release", by="ci-gate")
 
     v2 = reg.register("detector", fake_weights(2), data_version=dv2, code_commit="e4f5a6b",
                       params={"lr": 0.01, "epochs": 60}, signature=signature,
@@ -146,15 +148,16 @@ with tempfile.TemporaryDirectory() as tmp:
     # v3 has the best mAP but fails the gate twice; v2 passes.
     assert promotion_gate(v3, reg.production("detector")) == [
         "p99 52.0 ms over the 40.0 ms budget", "slice 'rain' drops 0.040"]
+    claim("0.04 mAP", v1.metrics["slices"]["rain"] - v3.metrics["slices"]["rain"])   # best overall, worse on rain
     assert promotion_gate(v2, reg.production("detector")) == []
-    reg.set_stage("detector", 2, "staging", "gate passed")
-    reg.set_stage("detector", 2, "production", "canary 5% -> 100%, guardrails green")
+    reg.set_stage("detector", 2, "staging", "gate passed", by="ci-gate")
+    reg.set_stage("detector", 2, "production", "canary 5% -> 100%, guardrails green", by="alice")
     assert reg.production("detector").version == 2 and reg.get("detector", 1).stage == "archived"
 
     # Incident: v2 misbehaves on a new camera. Rollback = move the pointer, no rebuild, no retraining.
     previous = max((m for m in reg.versions("detector") if m.stage == "archived"
-                    and any(s == "production" for s, _ in m.history)), key=lambda m: m.version)
-    reg.set_stage("detector", previous.version, "production", "rollback: false alarms on camera 17")
+                    and any(s == "production" for s, _, _ in m.history)), key=lambda m: m.version)
+    reg.set_stage("detector", previous.version, "production", "rollback: false alarms on camera 17", by="bob")
     assert reg.production("detector").version == 1
     assert reg.load("detector", 1) == fake_weights(1)          # exactly the bytes that ran before
 
@@ -172,6 +175,6 @@ with tempfile.TemporaryDirectory() as tmp:
     history = reg.get("detector", 1).history
 # --8<-- [end:lifecycle]
 
-assert [s for s, _ in history] == ["production", "archived", "production"]
+assert [(s, who) for s, _, who in history] == [("production", "ci-gate"), ("archived", "alice"), ("production", "bob")]
 print(f"data versions {dv1} -> {dv2}; v1 history: {history}")
 print(f"v3 refused: {promotion_gate(v3, v1)}")

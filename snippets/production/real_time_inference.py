@@ -1,7 +1,7 @@
 """Optimising a small CNN for CPU inference: batching, TorchScript, channels-last, dynamic int8, ONNX Runtime.
 
-Timings depend on the machine and its load, so the script prints them and asserts nothing about
-speed: only that the outputs agree and that the int8 file is about 4x smaller.
+Timings depend on the machine and its load, so the script checks only wide bands of speed-ups measured
+against eager fp32 in the same run, and prints the raw numbers; outputs are checked against fp32 exactly.
 """
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 from torch import nn
+
+from vault.claims import claim
 
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
@@ -35,8 +37,9 @@ def overall_speedup(fraction_in_model: float, model_speedup: float) -> float:
     return 1 / ((1 - fraction_in_model) + fraction_in_model / model_speedup)
 
 
-assert abs(overall_speedup(0.5, 2.0) - 4 / 3) < 1e-12      # a 2x faster model, 1.33x faster service
-assert abs((1 - (512 / 640) ** 2) - 0.36) < 1e-12           # 640 -> 512 input: 36% fewer conv FLOPs
+claim("33.3", frame_budget_ms)
+claim("1.33\\times", overall_speedup(0.5, 2.0))              # a 2x faster model, 1.33x faster service
+claim("36\\%", 1 - (512 / 640) ** 2)                      # 640 -> 512 input: 36% fewer conv FLOPs
 # --8<-- [end:budget]
 
 
@@ -60,20 +63,26 @@ model = SmallNet().eval()
 x = torch.randn(64, 3, 32, 32)
 n_linear = sum(m.weight.numel() + m.bias.numel() for m in model.modules() if isinstance(m, nn.Linear))
 n_total = sum(p.numel() for p in model.parameters())
-assert n_linear / n_total > 0.98
+claim("99%", n_linear / n_total)
+
+
+def intensity(batch: int, d: int = 1024) -> float:
+    """FLOPs per byte moved for a d x d fp32 Linear layer: 2 B d^2 FLOPs over the weights plus B inputs
+    and outputs. Below a few FLOP/byte a CPU core waits on memory, not on arithmetic."""
+    return 2 * batch * d * d / (4 * (d * d + 2 * batch * d))
+
+
+claim("0.5 FLOP/byte", intensity(1))        # batch 1: every weight is read for two FLOPs
+claim("15 FLOP/byte", intensity(32))        # batch 32: each weight read is used 32 times
 # --8<-- [end:model]
 
 
-def best_ms(fn, batch, reps: int) -> float:
-    """Best-of-reps wall time of fn(batch) in ms, after two warm-up calls. Like timeit, take the
-    minimum: other processes only ever add time, so it is the stablest estimate of the compute cost."""
-    fn(batch), fn(batch)
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
+def per_call_ms(fn, batch, calls: int) -> float:
+    """Mean wall time of fn(batch) over `calls` back-to-back calls, in ms."""
+    start = time.perf_counter()
+    for _ in range(calls):
         fn(batch)
-        times.append(time.perf_counter() - t)
-    return 1e3 * min(times)
+    return 1e3 * (time.perf_counter() - start) / calls
 
 
 def state_bytes(m: nn.Module) -> int:
@@ -101,9 +110,10 @@ with torch.inference_mode():
     out_q = quantized(x)
     rel_err = float((out_q - ref).norm() / ref.norm())
     top1_agree = float((out_q.argmax(1) == ref.argmax(1)).float().mean())
-    assert rel_err < 0.02 and top1_agree >= 0.95
+    claim("0.6%", rel_err)                    # relative norm of the logit change
+    claim("100%", top1_agree)                 # the same top-1 class on the whole batch
     size_ratio = state_bytes(model) / state_bytes(quantized)
-    assert 3.3 < size_ratio < 4.1             # fp32 -> int8 on 98% of the weights: close to 4x
+    claim("3.86×", size_ratio)                # fp32 -> int8 on 99% of the weights: close to 4x
 
 # 4. ONNX export and ONNX Runtime, with a dynamic batch dimension.
 workdir = tempfile.TemporaryDirectory()
@@ -126,21 +136,40 @@ variants = {
     "dynamic int8 (Linear)": (quantized, x),
     "ONNX Runtime fp32": (lambda a: session.run(None, {"image": a})[0], x.numpy()),
 }
-results = {}
+# Rounds interleave the variants, so a load spike from another process hits all of them alike; the
+# minimum over rounds (as timeit advises) is the stablest estimate, since other work only adds time.
+best = {name: [np.inf, np.inf] for name in variants}
 with torch.inference_mode():
-    for name, (fn, data) in variants.items():
-        lat1 = best_ms(fn, data[:1], reps=40)
-        lat32 = best_ms(fn, data[:32], reps=10)
-        results[name] = (lat1, lat32, 1e3 / lat1, 32e3 / lat32)
-    lat8 = best_ms(model, x[:8], reps=10)
+    for fn, data in variants.values():                        # warm-up: lazy init, allocator, caches
+        fn(data[:1]), fn(data[:32])
+    for _ in range(8):
+        for name, (fn, data) in variants.items():
+            best[name][0] = min(best[name][0], per_call_ms(fn, data[:1], calls=5))
+            best[name][1] = min(best[name][1], per_call_ms(fn, data[:32], calls=1))
+lat1 = {name: b[0] for name, b in best.items()}                 # ms per call at batch 1
+thr32 = {name: 32e3 / b[1] for name, b in best.items()}         # images/s at batch 32
+eager = "eager fp32"
 
-# Printed below, not asserted: a timing test fails on a busy machine for no fault of the code.
+# Timings are not reproducible, so the page gives bands, and ratios measured in the same run.
+claim("0.1–4 ms", lat1[eager])                                   # one image, one core, eager fp32
+claim("2–20×", thr32[eager] * lat1[eager] / 1e3)                 # batching: throughput b=32 over b=1
+speedup_1 = {name: lat1[eager] / lat1[name] for name in variants}      # at batch 1 (latency)
+speedup_32 = {name: thr32[name] / thr32[eager] for name in variants}   # at batch 32 (throughput)
+claim("0.5–2.5×", speedup_1["eager channels-last"])
+claim("0.5–2.5×", speedup_32["eager channels-last"])
+claim("1–4×", speedup_1["TorchScript (trace + freeze)"])     # no Python overhead: matters at batch 1...
+claim("0.6–1.5×", speedup_32["TorchScript (trace + freeze)"])  # ...much less at batch 32
+claim("0.6–4×", speedup_1["dynamic int8 (Linear)"])   # quantising activations costs time at batch 1
+claim("1–4×", speedup_32["dynamic int8 (Linear)"])
+claim("1–5×", speedup_1["ONNX Runtime fp32"])
+claim("1.2–6×", speedup_32["ONNX Runtime fp32"])
 # --8<-- [end:timing]
 
 print(f"Linear share of weights {n_linear / n_total:.3f}; int8 state_dict {size_ratio:.2f}x smaller; "
       f"int8 relative output error {rel_err:.4f}, top-1 agreement {top1_agree:.3f}")
-print(f"eager fp32 batch 8: {lat8:.2f} ms ({8e3 / lat8:.0f} img/s)")
-print(f"{'variant':30s} {'b=1 ms':>8s} {'b=32 ms':>8s} {'b=1 img/s':>10s} {'b=32 img/s':>11s}")
-for name, (lat1, lat32, thr1, thr32) in results.items():
-    print(f"{name:30s} {lat1:8.2f} {lat32:8.2f} {thr1:10.0f} {thr32:11.0f}")
+print(f"{'variant':30s} {'b=1 ms':>8s} {'b=32 ms':>8s} {'b=1 img/s':>10s} {'b=32 img/s':>11s} "
+      f"{'b=1 vs eager':>13s} {'b=32 vs eager':>14s}")
+for name, (b1, b32) in best.items():
+    print(f"{name:30s} {b1:8.2f} {b32:8.2f} {1e3 / b1:10.0f} {32e3 / b32:11.0f} "
+          f"{lat1[eager] / b1:12.2f}x {thr32[name] / thr32[eager]:13.2f}x")
 workdir.cleanup()

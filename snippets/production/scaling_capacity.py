@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from _figures import save
+from vault.claims import claim
 
 rng = np.random.default_rng(0)
 
@@ -24,12 +25,16 @@ def gpus_needed(qps: float, per_gpu_throughput: float, target_utilisation: float
 
 avg = peak_qps(10e6, 20, peak_factor=1)
 peak = peak_qps(10e6, 20, peak_factor=3)
-assert round(avg) == 2315 and round(peak) == 6944          # 10M users x 20 requests a day
+claim("2,315", avg), claim("6,944", peak)                  # 10M users x 20 requests a day
 # Suppose a load test measured 1,200 images/s per GPU at the batch size that meets the latency SLO.
-assert gpus_needed(peak, 1200) == 11                       # 10 at 60% utilisation, plus 1 spare
-assert gpus_needed(peak * (1 - 0.3), 1200) == 8            # a 30% cache hit rate saves 3 GPUs
+claim("**11**", gpus_needed(peak, 1200))                   # 10 at 60% utilisation, plus 1 spare
+claim("to 8", gpus_needed(peak * (1 - 0.3), 1200))         # a 30% cache hit rate saves 3 GPUs
 # Little's law: requests in flight = arrival rate x time in system.
-assert round(peak * 0.050) == 347                          # at 50 ms per request
+claim("347", peak * 0.050)                                 # at 50 ms per request
+# Cost of the 11 GPUs running all day, at an assumed USD 2.50 per GPU-hour:
+gpu_hour = 2.50
+claim("USD 660", 11 * 24 * gpu_hour)                       # per day
+claim("USD 3.30", 11 * 24 * gpu_hour / (avg * 86_400 / 1e6))   # per million requests
 # --8<-- [end:capacity]
 
 
@@ -67,20 +72,27 @@ for rate in (20, 150, 400, 700):
         "dynamic batching": simulate(rate, 20_000, A_MS, B_MS, max_batch=32, max_wait_ms=4),
     }
 
+claim("167 requests/s", capacity_b1), claim("865 requests/s", capacity_b32)
 # Light load: waiting up to 4 ms for companions costs a few ms on average.
-assert results[20]["dynamic batching"][2] > results[20]["no batching"][2] + 2
+(thr_n, p99_n, mean_n), (thr_d, p99_d, mean_d) = results[20]["no batching"], results[20]["dynamic batching"]
+claim("11.9 ms", p99_n), claim("mean 6.4 ms", mean_n), claim("20/s", thr_n)
+claim("11.8 ms", p99_d), claim("mean 10.0 ms", mean_d), claim("20/s", thr_d)
 # 150 req/s is 90% of the unbatched capacity: queueing inflates the tail; batching removes it.
 rho, service = 150 / capacity_b1, A_MS + B_MS                      # M/D/1 queue: mean wait
 md1_mean = service + rho * service / (2 * (1 - rho))               # = 6 + 27 = 33 ms
-assert abs(results[150]["no batching"][2] / md1_mean - 1) < 0.15  # the simulator agrees with theory
-assert results[150]["no batching"][1] > 8 * results[150]["dynamic batching"][1]
+claim("33 ms", md1_mean), claim("5.5×", md1_mean / service)
+claim("35.7 ms", results[150]["no batching"][2])                    # the simulator agrees with theory...
+assert abs(results[150]["no batching"][2] / md1_mean - 1) < 0.1     # ...to within 10%
+claim("154 ms", results[150]["no batching"][1]), claim("150/s", results[150]["no batching"][0])
+claim("15.5 ms", results[150]["dynamic batching"][1]), claim("151/s", results[150]["dynamic batching"][0])
+claim("10×", results[150]["no batching"][1] / results[150]["dynamic batching"][1])
 # Above 167 req/s the unbatched server cannot keep up: the queue, and latency, grow without bound.
 for rate in (400, 700):
-    no_b, dyn = results[rate]["no batching"], results[rate]["dynamic batching"]
+    no_b = results[rate]["no batching"]
     assert no_b[0] < 1.02 * capacity_b1 and no_b[1] > 10_000         # p99 beyond 10 s and growing
-    assert abs(dyn[0] / rate - 1) < 0.03                             # batching keeps up
-assert results[400]["dynamic batching"][1] < 40                      # with p99 under 40 ms...
-assert 40 < results[700]["dynamic batching"][1] < 80                 # ...until it nears its own capacity
+claim("167/s", results[400]["no batching"][0]), claim("167/s", results[700]["no batching"][0])
+claim("402/s", results[400]["dynamic batching"][0]), claim("24 ms", results[400]["dynamic batching"][1])
+claim("701/s", results[700]["dynamic batching"][0]), claim("52 ms", results[700]["dynamic batching"][1])
 # --8<-- [end:simulate]
 
 loads = np.array([20, 50, 100, 130, 150, 160, 200, 300, 400, 500, 600, 700, 780])
