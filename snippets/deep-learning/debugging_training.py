@@ -193,7 +193,8 @@ assert torch.isinf(torch.softmax(z, dim=1).log()).any() and torch.isfinite(F.log
 # --8<-- [end:nan-hunt]
 
 print(f"healthy: loss {healthy[0]:.3f} -> {healthy[-20:].mean():.3f}; lr 30: NaN at steps {nan_steps}, "
-      f"guard stops at {stops}, first norm spike at step {guard.first_spike}; shuffled: {flat_labels[-20:].mean():.3f}, "
+      f"guard stops at {stops}, first norm spike at step {guard.first_spike}; "
+      f"shuffled: {flat_labels[-20:].mean():.3f}, "
       f"val acc {accuracy(net_shuf, X_val, y_val):.3f}; /255 twice: std {X_bug.std():.4f}, "
       f"loss {flat_bug[-20:].mean():.3f}; one batch: bug {one_bug[-1]:.3f}, fixed {one_fixed[-1]:.4f}, "
       f"shuffled {one_shuf[-1]:.4f}")
