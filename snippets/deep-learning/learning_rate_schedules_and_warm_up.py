@@ -148,6 +148,8 @@ for t in range(300):
     idx = torch.randint(0, len(X_tr), (64,), generator=gen)
     adam_opt.zero_grad()
     F.cross_entropy(net(X_tr[idx]), y_tr[idx]).backward()
+    if t == 0:
+        zero_share = torch.cat([p.grad.flatten() for p in net.parameters()]).eq(0).double().mean().item()
     before = torch.cat([p.detach().flatten() for p in net.parameters()])
     adam_opt.step()
     after = torch.cat([p.detach().flatten() for p in net.parameters()])
@@ -155,6 +157,8 @@ for t in range(300):
 step_rms = np.array(step_rms)
 # Step 1: m/sqrt(v) = g/|g| = +-1 on every coordinate with a non-zero gradient, whatever its scale.
 claim("0.96", step_rms[0])
+claim("7.4%", zero_share)                                      # the rest (dead units) do not move
+assert abs(step_rms[0] - math.sqrt(1 - zero_share)) < 1e-4
 claim("0.63", step_rms[9])
 claim("0.28", step_rms[99])                                    # by step 100 the noise has averaged out
 claim("0.20", step_rms[299])
