@@ -63,7 +63,11 @@ claim("11,000", g_ce / g_mse, tol=100)             # times weaker
 zs = torch.linspace(-8, 8, 1601, dtype=torch.float64)
 mse_curve = (torch.sigmoid(zs) - 1) ** 2
 second = mse_curve[2:] - 2 * mse_curve[1:-1] + mse_curve[:-2]
-assert (second[zs[1:-1] < -1] < 0).all()           # concave there: a plateau, not a bowl
+# f'' = -2 sigma (1 - sigma)^2 (1 - 3 sigma): concave exactly where sigma < 1/3, i.e. z < -ln 2.
+inner = zs[1:-1]
+assert (second[inner < -math.log(2) - 0.01] < 0).all()                        # a plateau, not a bowl
+assert (second[(inner > -math.log(2) + 0.01) & (inner < 4)] > 0).all()        # convex beyond it
+claim("−0.69", -math.log(2))
 
 
 # Consequence: logistic regression started confidently wrong, full-batch gradient descent.
