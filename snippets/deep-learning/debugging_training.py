@@ -88,13 +88,19 @@ def accuracy(net: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
 
 
 # --8<-- [start:healthy]
-# Check 0: the loss at initialisation. A classifier that knows nothing predicts ~uniform: ln C.
+# Check 2: the loss at initialisation. A classifier that knows nothing predicts ~uniform: ln C.
 net, healthy, guard = train(X_train, y_train)
 claim("2.303", math.log(C))
 assert abs(healthy[0] - math.log(C)) < 0.05                    # step 0 is at ln 10
 claim("under 0.1", healthy[-20:].mean())                        # and it learns
 claim("over 95%", accuracy(net, X_val, y_val))
 assert guard.first_spike is None                                # a healthy run never trips the guard
+# A softmax applied before cross_entropy squeezes the logits into [0, 1]: even a perfect, confident
+# prediction (probability 1 on the true class) then scores ln(e + C - 1) - 1, never near 0.
+perfect = torch.softmax(torch.tensor([[50.0] + [-50.0] * (C - 1)]), dim=1)   # "logits" in [0, 1]
+floor = F.cross_entropy(perfect, torch.tensor([0])).item()
+claim("1.46", floor)
+assert abs(floor - (math.log(math.e + C - 1) - 1)) < 1e-6
 # --8<-- [end:healthy]
 
 
@@ -164,7 +170,7 @@ assert abs(flat_bug[-20:].mean() - math.log(C)) < 0.05        # flat at ln C, li
 
 
 # --8<-- [start:overfit-one-batch]
-# Check 4: overfit one batch of 32. It tells the two flat curves apart.
+# Check 3: overfit one batch of 32. It tells the two flat curves apart.
 _, one_bug, _ = train(X_bug, y_train, steps=150, batch=32, one_batch=True)
 _, one_fixed, _ = train(X_train, y_train, steps=150, batch=32, one_batch=True)
 _, one_shuf, _ = train(X_train, shuffled, steps=150, batch=32, one_batch=True)
