@@ -124,6 +124,8 @@ claim("6.9%", rel(l2_m, run_sgd("decoupled decay", 0.9, wd=10 * WD)))
 def run_adam(mode: str) -> torch.Tensor:
     net = make()
     opt = (torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=0.1) if mode == "AdamW"
+           else torch.optim.Adam(net.parameters(), lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True)
+           if mode == "Adam decoupled"
            else torch.optim.Adam(net.parameters(), lr=1e-2, weight_decay=0.1 if mode == "torch Adam wd" else 0.0))
     for t in range(STEPS):
         loss = data_loss(net, t)
@@ -138,6 +140,7 @@ def run_adam(mode: str) -> torch.Tensor:
 adam_l2, adam_wd, adamw = run_adam("L2 in the loss"), run_adam("torch Adam wd"), run_adam("AdamW")
 assert (adam_l2 - adam_wd).abs().max() < 1e-12                 # Adam(weight_decay) is L2 ...
 claim("93%", rel(adamw, adam_l2))                               # ... and far from AdamW
+assert (run_adam("Adam decoupled") - adamw).abs().max() < 1e-12  # Adam(decoupled_weight_decay=True) is AdamW
 
 
 # Why: three groups of weights with pure-noise gradients of RMS 0.01, 1 and 100. Decay is all
