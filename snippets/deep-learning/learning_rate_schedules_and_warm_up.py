@@ -126,6 +126,8 @@ adam, sgd = results["adam"], results["sgd"]
 claim("0.031", adam["knee"]), claim("0.010", adam["best"])         # Adam: the knee, the best peak
 claim("0.102", sgd["knee"]), claim("0.032", sgd["best"])             # SGD with momentum
 claim("about 3", adam["knee"] / adam["best"], tol=0.5), claim("about 3", sgd["knee"] / sgd["best"], tol=0.5)
+claim("3.16", 10**0.5)                                                # the sweep's step: its resolution
+claim("34.5%", 0.5 * (1 + math.cos(0.6 * math.pi)))                 # a cosine stopped at 60% of its T
 claim("0.075", adam["val"].min()), claim("0.075", sgd["val"].min())
 val_at = {name: dict(zip(np.round(np.log10(r["peaks"]), 1), r["val"])) for name, r in results.items()}
 claim("0.085", val_at["adam"][-2.5]), claim("0.086", val_at["adam"][-1.5])   # 3x either side: flat
