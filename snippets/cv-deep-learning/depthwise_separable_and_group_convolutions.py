@@ -9,6 +9,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+import matplotlib.pyplot as plt
+import numpy as np
+
+from _figures import save
 from vault.claims import claim
 
 torch.set_num_threads(1)
@@ -167,3 +171,28 @@ print(f"FLOP ratio {1 / ratio:.2f}x; CPU ms {', '.join(f'{k_}={v:.2f}' for k_, v
 print(f"separable speed-up {speedup:.2f}x; depthwise: {dw_flop_share:.1%} of FLOPs, {dw_time_share:.1%} of time; "
       f"g=64 {ms['standard'] / ms['groups=64']:.2f}x; "
       f"1x1 same FLOPs g=4/g=1 {ms_g['g=4'] / ms_g['g=1']:.2f}x; AI {ai}; memory x{mem_ratio:.2f}")
+
+# The figure: a roofline for an A100 in FP32 (datasheet: 19.5 TFLOP/s, 1,555 GB/s on the 40 GB model),
+# with the layers above placed by their arithmetic intensity.
+PEAK, BW = 19.5e12, 1.555e12
+ridge = PEAK / BW
+claim("12.5 FLOPs per byte", ridge)
+fig, ax = plt.subplots(figsize=(6.4, 3.8))
+xs = np.logspace(-0.5, 3, 200)
+ax.loglog(xs, np.minimum(PEAK, xs * BW) / 1e12, c="0.3", lw=1.5)
+ax.axvline(ridge, c="0.7", ls=":", lw=1)
+ax.text(ridge * 1.1, 1.2, f"ridge {ridge:.1f} FLOPs/byte", fontsize=8, color="0.4")
+groups = [1, 2, 4, 8, 16, 32, 64, 128]
+g_ai = [intensity(M, N, 3, g, H * W) for g in groups]
+claim("32 groups", min(g for g, a in zip(groups, g_ai) if a < ridge))   # the first memory-bound one
+ax.plot(g_ai, np.minimum(PEAK, np.array(g_ai) * BW) / 1e12, "o", c="tab:blue", ms=4, label="3x3 conv, groups 1 to 128")
+for g, a in zip(groups, g_ai):
+    if g in (1, 8, 128):
+        ax.annotate(f"g={g}", (a, min(PEAK, a * BW) / 1e12), textcoords="offset points", xytext=(4, -11), fontsize=7)
+pw = ai["pointwise 1x1"]
+ax.plot([pw], [min(PEAK, pw * BW) / 1e12], "s", c="tab:orange", label="pointwise 1x1")
+assert g_ai[-1] == ai["depthwise 3x3"] and g_ai[0] == ai["standard 3x3"]
+ax.set(xlabel="arithmetic intensity (FLOPs per byte, fp32)", ylabel="attainable TFLOP/s",
+       title="Roofline of an A100 in FP32, the layers of the table above")
+ax.legend(fontsize=8, loc="lower right")
+save(fig, "cv-deep-learning", "depthwise-roofline")

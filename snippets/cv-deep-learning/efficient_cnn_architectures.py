@@ -8,6 +8,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+import matplotlib.pyplot as plt
+
+from _figures import save
 from vault.claims import claim
 
 torch.set_num_threads(1)
@@ -281,3 +284,21 @@ print(f"inverted residual: {weights:,} weights, {n_params(block):,} params, {mac
 print(f"ReLU: points recovered {', '.join(f'n={n}: {e:.1%}' for n, e in kept.items())}; growth per phi {growth}")
 print(f"units (MMACs): {', '.join(f'{k} {v / 1e6:.1f}' for k, v in unit_macs.items())}")
 print("EfficientNet:", {k: (f"{p / 1e6:.2f}M", f"{m / 1e9:.2f}G", f"phi {phis[k]:.2f}") for k, (p, m) in stats.items()})
+
+# The figure: the shuffle of 12 channels in 3 groups, as the permutation it is.
+colors = ["tab:blue", "tab:orange", "tab:green"]
+k = C // G
+fig, ax = plt.subplots(figsize=(5.6, 3.4))
+for out_pos, src in enumerate(perm.tolist()):
+    ax.plot([0, 1], [C - 1 - src, C - 1 - out_pos], c=colors[src // k], lw=1.4, alpha=0.8)
+for ch in range(C):
+    ax.scatter([0], [C - 1 - ch], c=colors[ch // k], s=40, zorder=3)
+    ax.scatter([1], [C - 1 - ch], c=colors[perm[ch].item() // k], s=40, zorder=3)
+for grp in range(1, G):                                     # group boundaries, before and after
+    ax.axhline(C - grp * k - 0.5, c="0.75", ls="--", lw=0.8)
+ax.text(0, C + 0.2, "group conv output\n(3 groups of 4 channels)", ha="center", fontsize=8)
+ax.text(1, C + 0.2, "input of the next group conv\n(each group now mixed)", ha="center", fontsize=8)
+ax.set(xlim=(-0.5, 1.5), ylim=(-1, C + 1.6), xticks=[], yticks=[], title="Channel shuffle: view (g, k), transpose, flatten")
+for side in ax.spines.values():
+    side.set_visible(False)
+save(fig, "cv-deep-learning", "channel-shuffle")
