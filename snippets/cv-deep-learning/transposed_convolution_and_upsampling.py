@@ -180,6 +180,27 @@ with torch.no_grad():
     icnr.bias.copy_(lr_conv.bias.repeat(4))
 img = torch.randn(1, 1, 9, 9)
 assert torch.allclose(F.pixel_shuffle(icnr(img), 2), F.interpolate(lr_conv(img), scale_factor=2, mode="nearest"))
+
+# The frequency view, in 1-D. Zero insertion repeats the spectrum: the DFT of the zero-inserted
+# signal is the input's DFT tiled twice, so an image of the signal sits at the new Nyquist frequency.
+sig = torch.randn(16)
+up = torch.zeros(32)
+up[::2] = sig
+assert torch.allclose(torch.fft.fft(up), torch.fft.fft(sig).repeat(2))
+# On a flat input the output's Nyquist component is the kernel's response at pi, the alternating sum
+# w0 - w1 + w2 - w3: the difference of the two phase sums. Flat in, flat out <=> W(pi) = 0.
+def nyquist_response(k1: torch.Tensor) -> float:
+    return (k1 * (-1.0) ** torch.arange(k1.numel())).sum().item()
+
+
+def flat_output_values(k1: torch.Tensor) -> int:
+    out = F.conv_transpose1d(torch.ones(1, 1, 16), k1.view(1, 1, -1), stride=2, padding=1)[0, 0, 4:-4]
+    return out.round(decimals=9).unique().numel()
+
+
+for k1 in [torch.randn(4), torch.tensor([0.25, 0.75, 0.75, 0.25]), torch.ones(3)]:
+    assert (flat_output_values(k1) == 1) == (abs(nyquist_response(k1)) < 1e-12)
+assert nyquist_response(torch.tensor([0.25, 0.75, 0.75, 0.25])) == 0       # bilinear: no image left
 # --8<-- [end:phases]
 
 # --8<-- [start:bilinear]
