@@ -123,7 +123,7 @@ dw_flop_share = flops(depthwise, x) / flops(separable, x)
 dw_time_share = ms["depthwise"] / (ms["depthwise"] + ms["pointwise"])
 claim("6.6%", dw_flop_share)
 claim("20–70%", dw_time_share)                         # the cheap layer takes a large share of the time
-claim("under 8×", ms["standard"] / ms["groups=64"])    # 64x fewer FLOPs
+claim("at most 3×", ms["standard"] / ms["groups=64"])  # 64x fewer FLOPs buy a small fraction of that
 
 
 # ShuffleNet V2's guideline G2: at EQUAL FLOPs, more groups cost more memory traffic. A 1x1 group
@@ -165,6 +165,12 @@ xm = torch.randn(8, M, 28, 28)
 mem_ratio = saved_activation_bytes(sep_block, xm.clone()) / saved_activation_bytes(conv_bn_relu, xm.clone())
 assert math.isclose(mem_ratio, 5 / 3)
 claim("1.67×", mem_ratio)       # 5 saved activations against 3: fewer FLOPs, more memory to train
+# In a network the block's input is the previous block's output, already kept: each further block
+# adds 4 tensors (separable) against 2 (dense).
+two = lambda make: nn.Sequential(make(), make())
+extra_sep = saved_activation_bytes(two(lambda: sep_block), xm.clone()) - saved_activation_bytes(sep_block, xm.clone())
+extra_dense = saved_activation_bytes(two(lambda: conv_bn_relu), xm.clone()) - saved_activation_bytes(conv_bn_relu, xm.clone())
+claim("2×", extra_sep / extra_dense)
 # --8<-- [end:memory]
 
 print(f"FLOP ratio {1 / ratio:.2f}x; CPU ms {', '.join(f'{k_}={v:.2f}' for k_, v in ms.items())}")
@@ -174,9 +180,13 @@ print(f"separable speed-up {speedup:.2f}x; depthwise: {dw_flop_share:.1%} of FLO
 
 # The figure: a roofline for an A100 in FP32 (datasheet: 19.5 TFLOP/s, 1,555 GB/s on the 40 GB model),
 # with the layers above placed by their arithmetic intensity.
-PEAK, BW = 19.5e12, 1.555e12
+PEAK, BW, BW_80GB, TF32 = 19.5e12, 1.555e12, 2.039e12, 156e12
 ridge = PEAK / BW
 claim("12.5 FLOPs per byte", ridge)
+claim("9.6–12.5 FLOPs per byte", PEAK / BW_80GB), claim("9.6–12.5 FLOPs per byte", ridge)
+# The depthwise conv's attainable share of the peaks: bandwidth x intensity / peak.
+claim("18–23%", ai["depthwise 3x3"] * BW / PEAK), claim("18–23%", ai["depthwise 3x3"] * BW_80GB / PEAK)
+claim("2–3%", ai["depthwise 3x3"] * BW / TF32), claim("2–3%", ai["depthwise 3x3"] * BW_80GB / TF32)
 fig, ax = plt.subplots(figsize=(6.4, 3.8))
 xs = np.logspace(-0.5, 3, 200)
 ax.loglog(xs, np.minimum(PEAK, xs * BW) / 1e12, c="0.3", lw=1.5)
