@@ -300,8 +300,27 @@ for ann in zero_gt.dataset["annotations"]:
 with contextlib.redirect_stdout(io.StringIO()):
     zero_gt.createIndex()
 assert cocoeval_stats(zero_gt, zero_dt)[1] < stats[1] - 0.3   # AP50 collapses; the detector did not change
+claim("0.274", cocoeval_stats(zero_gt, zero_dt)[1])           # from 0.638
 
-# 5. The recall points are np.linspace values: 0.70 is stored as 0.7000000000000001, so a recall of
+
+# 5. PASCAL VOC's devkit matches differently: a detection goes to the object of highest IoU among *all*
+#    objects, and is a false positive if that one is taken, even when a free object overlaps it enough.
+def voc_is_tp(det_boxes, gt_boxes, t=0.5):
+    ious, taken, out = iou_matrix(det_boxes, gt_boxes), np.zeros(len(gt_boxes), bool), []
+    for d in range(len(det_boxes)):                              # already sorted by score
+        g = int(ious[d].argmax())
+        out.append(bool(ious[d, g] >= t and not taken[g]))
+        taken[g] |= out[-1]
+    return out
+
+
+pair, second = np.array([box(0), box(12)]), np.array([box(0), box(4)])      # objects A, B; detections on A, then between
+assert np.allclose(iou_matrix(second[1:], pair), [[0.818, 0.667]], atol=1e-3)
+assert match_image(second, np.array([0.9, 0.8]), pair, 0.5)[1].tolist() == [True, True]   # COCO: B is free, TP
+assert voc_is_tp(second, pair) == [True, False]                                          # VOC: A is taken, FP
+
+
+# 6. The recall points are np.linspace values: 0.70 is stored as 0.7000000000000001, so a recall of
 #    exactly 7/10 misses it. 7 of 10 objects found, all at precision 1: pycocotools gives 70/101, not 71/101.
 seven = to_coco({1: {1: grid(10)}}, [(1, 1, 1 - k / 100, b) for k, b in enumerate(grid(7))])
 assert COCO_RECALLS[70] > 0.7 and np.isclose(cocoeval_stats(*seven)[1], 70 / 101)
