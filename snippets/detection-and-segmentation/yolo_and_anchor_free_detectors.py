@@ -235,8 +235,13 @@ claim("1 positive", counts["fcos"][1]), claim("0 positives", counts["fcos"][2]) 
 pole = np.array([20.0, 300, 620, 320])
 assert positives_v5(pole) == [] and len(positives_v3(pole)) == 1
 claim("10 positives", len(positives_tal(pole)))
-negatives_per_positive = 25_200 / counts["v3"][0]
-claim("25,200", negatives_per_positive)                        # predictions per positive: v3, 640 px, one object
+n_predictions_v3 = sum(len(ANCHORS[s]) * (IMG // s) ** 2 for s in STRIDES)
+claim("25,200", n_predictions_v3 / counts["v3"][0])            # predictions per positive: v3, 640 px, one object
+# The 6 x 6 px object: one anchor within 4x, (10, 13), but 4 cells, not 3. Its centre sits exactly on a
+# cell edge (y = 3.0 cells at stride 8), where v5's test takes the neighbours on both sides.
+tiny_centre = (tiny[:2] + tiny[2:]) / 2 / 8
+assert tiny_centre[1] % 1 == 0 and counts["v5"][2] == 1 * 4
+assert counts["v5"][0] == 6 * 3 and counts["v5"][1] == 3 * 3   # off the edges: anchors x 3 cells
 # --8<-- [end:positives]
 print("positives (medium, small, tiny):", counts)
 
