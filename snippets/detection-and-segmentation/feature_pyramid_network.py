@@ -99,6 +99,18 @@ claim("15 px", rf_c2)                   # stem 3 -> stage conv 7 -> second conv 
 claim("183 px", rf_c5)
 claim("over 200 px", rf_p2)             # the same stride-4 resolution, with C5's context added top-down
 assert rf_p2 > rf_c5 > rf_c2
+
+
+# The toy backbone is shallow. ResNet-50's C2, by the textbook recursion r += (k - 1) * jump: a 7x7/2 conv,
+# a 3x3/2 max-pool, then three bottlenecks with one 3x3 conv each at stride 4. Still local.
+def theoretical_rf(layers: list[tuple[int, int]]) -> int:
+    r, jump = 1, 1
+    for k, s in layers:
+        r, jump = r + (k - 1) * jump, jump * s
+    return r
+
+
+claim("35 px", theoretical_rf([(7, 2), (3, 2)] + [(3, 1)] * 3))
 # --8<-- [end:receptive-field]
 
 
