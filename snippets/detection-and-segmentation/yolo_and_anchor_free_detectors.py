@@ -242,6 +242,8 @@ claim("25,200", n_predictions_v3 / counts["v3"][0])            # predictions per
 tiny_centre = (tiny[:2] + tiny[2:]) / 2 / 8
 assert tiny_centre[1] % 1 == 0 and counts["v5"][2] == 1 * 4
 assert counts["v5"][0] == 6 * 3 and counts["v5"][1] == 3 * 3   # off the edges: anchors x 3 cells
+# v5's ratio rule is not a best-anchor rule: below 2.5 x 3.25 px (4x under the (10, 13) anchor) nothing matches.
+assert positives_v5(np.array([100.0, 100, 102.4, 103.2])) == [] and len(positives_v5(np.array([100.0, 100, 102.6, 103.3]))) > 0
 # --8<-- [end:positives]
 print("positives (medium, small, tiny):", counts)
 
