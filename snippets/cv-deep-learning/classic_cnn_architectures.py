@@ -1,4 +1,6 @@
-"""AlexNet, VGG, Inception, DenseNet and SENet in numbers: parameters counted layer by layer, stacked 3x3 convs, 1x1 reductions, SE blocks and dense channel growth."""
+"""AlexNet, VGG, Inception, DenseNet and SENet in numbers: parameters counted layer by layer, stacked 3x3 convs,
+1x1 reductions, SE blocks and dense channel growth.
+"""
 from __future__ import annotations
 
 import torch
@@ -244,7 +246,8 @@ copies = sum(256 + 32 * i for i in range(24))
 claim("14.6×", copies / 1024)
 # --8<-- [end:densenet]
 
-print(f"VGG-16 {n_params(vgg16):,} params ({fc_part / n_params(vgg16):.1%} in FC), {macs(vgg16, image) / 1e9:.2f} GMACs; "
+print(f"VGG-16 {n_params(vgg16):,} params ({fc_part / n_params(vgg16):.1%} in FC), "
+      f"{macs(vgg16, image) / 1e9:.2f} GMACs; "
       f"AlexNet {n_params(alexnet):,}; inception 3a {n_params(inception_3a):,} vs {n_params(no_reduction):,}; "
       f"SE-ResNet-50 +{se_weights:,} ({se_weights / n_params(r50):.1%}), SE MACs {se_macs / r50_macs:.2%}; "
       f"DenseNet-121 {n_params(densenet121):,}")

@@ -1,18 +1,19 @@
-"""Depthwise separable and group convolutions: parameters and FLOPs by formula and by PyTorch, and CPU time that does not follow the FLOPs."""
+"""Depthwise separable and group convolutions: parameters and FLOPs by formula and by PyTorch, and CPU time that
+does not follow the FLOPs.
+"""
 from __future__ import annotations
 
 import math
 import time
 
+import matplotlib.pyplot as plt
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from _figures import save
 from torch.utils.flop_counter import FlopCounterMode
 
-import matplotlib.pyplot as plt
-import numpy as np
-
-from _figures import save
 from vault.claims import claim
 
 torch.set_num_threads(1)
@@ -169,7 +170,8 @@ claim("1.67×", mem_ratio)       # 5 saved activations against 3: fewer FLOPs, m
 # adds 4 tensors (separable) against 2 (dense).
 two = lambda make: nn.Sequential(make(), make())
 extra_sep = saved_activation_bytes(two(lambda: sep_block), xm.clone()) - saved_activation_bytes(sep_block, xm.clone())
-extra_dense = saved_activation_bytes(two(lambda: conv_bn_relu), xm.clone()) - saved_activation_bytes(conv_bn_relu, xm.clone())
+extra_dense = (saved_activation_bytes(two(lambda: conv_bn_relu), xm.clone())
+               - saved_activation_bytes(conv_bn_relu, xm.clone()))
 claim("2×", extra_sep / extra_dense)
 # --8<-- [end:memory]
 

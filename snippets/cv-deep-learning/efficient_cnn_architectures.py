@@ -1,16 +1,17 @@
-"""MobileNetV2's inverted residual, ShuffleNet's channel shuffle and EfficientNet's compound scaling, counted and checked."""
+"""MobileNetV2's inverted residual, ShuffleNet's channel shuffle and EfficientNet's compound scaling, counted and
+checked.
+"""
 from __future__ import annotations
 
 import math
 
+import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from _figures import save
 from torch.utils.flop_counter import FlopCounterMode
 
-import matplotlib.pyplot as plt
-
-from _figures import save
 from vault.claims import claim
 
 torch.set_num_threads(1)
@@ -29,7 +30,8 @@ def macs(model: nn.Module, x: torch.Tensor) -> int:
 
     def count(m: nn.Module, inp, out: torch.Tensor) -> None:
         nonlocal total
-        per_output = (m.in_channels // m.groups) * math.prod(m.kernel_size) if isinstance(m, nn.Conv2d) else m.in_features
+        conv = isinstance(m, nn.Conv2d)
+        per_output = (m.in_channels // m.groups) * math.prod(m.kernel_size) if conv else m.in_features
         total += out.numel() * per_output
 
     hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
@@ -55,7 +57,8 @@ class InvertedResidual(nn.Module):
         super().__init__()
         hidden = c_in * t
         layers = [] if t == 1 else [nn.Conv2d(c_in, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6()]
-        layers += [nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(),
+        layers += [nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+                   nn.BatchNorm2d(hidden), nn.ReLU6(),
                    nn.Conv2d(hidden, c_out, 1, bias=False), nn.BatchNorm2d(c_out)]      # linear bottleneck
         self.f = nn.Sequential(*layers)
         self.residual = stride == 1 and c_in == c_out
@@ -211,8 +214,10 @@ class MBConv(nn.Module):
         act = nn.SiLU()
         self.expand = (nn.Identity() if t == 1 else
                        nn.Sequential(nn.Conv2d(c_in, hid, 1, bias=False), nn.BatchNorm2d(hid), act))
-        self.dw = nn.Sequential(nn.Conv2d(hid, hid, k, stride, k // 2, groups=hid, bias=False), nn.BatchNorm2d(hid), act)
-        self.se = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(hid, sq, 1), act, nn.Conv2d(sq, hid, 1), nn.Sigmoid())
+        self.dw = nn.Sequential(nn.Conv2d(hid, hid, k, stride, k // 2, groups=hid, bias=False),
+                                nn.BatchNorm2d(hid), act)
+        self.se = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(hid, sq, 1), act,
+                                nn.Conv2d(sq, hid, 1), nn.Sigmoid())
         self.project = nn.Sequential(nn.Conv2d(hid, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
         self.residual = stride == 1 and c_in == c_out
 
@@ -314,7 +319,8 @@ for grp in range(1, G):                                     # group boundaries, 
     ax.axhline(C - grp * k - 0.5, c="0.75", ls="--", lw=0.8)
 ax.text(0, C + 0.2, "group conv output\n(3 groups of 4 channels)", ha="center", fontsize=8)
 ax.text(1, C + 0.2, "input of the next group conv\n(each group now mixed)", ha="center", fontsize=8)
-ax.set(xlim=(-0.5, 1.5), ylim=(-1, C + 1.6), xticks=[], yticks=[], title="Channel shuffle: view (g, k), transpose, flatten")
+ax.set(xlim=(-0.5, 1.5), ylim=(-1, C + 1.6), xticks=[], yticks=[],
+       title="Channel shuffle: view (g, k), transpose, flatten")
 for side in ax.spines.values():
     side.set_visible(False)
 save(fig, "cv-deep-learning", "channel-shuffle")

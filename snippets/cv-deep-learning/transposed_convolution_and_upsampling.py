@@ -1,12 +1,14 @@
-"""Transposed convolution as the adjoint of a convolution; its output size; where checkerboards come from; bilinear, sub-pixel and resize-conv upsampling."""
+"""Transposed convolution as the adjoint of a convolution; its output size; where checkerboards come from;
+bilinear, sub-pixel and resize-conv upsampling.
+"""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from _figures import save
+
 from vault.claims import claim
 
 torch.set_num_threads(1)

@@ -6,11 +6,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _figures import save
 from sklearn.datasets import load_digits
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from _figures import save
 from vault.claims import claim
 
 torch.set_num_threads(1)

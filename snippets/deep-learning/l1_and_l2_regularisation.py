@@ -5,10 +5,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from _figures import save
 from sklearn.linear_model import Lasso
 from torch import nn
 
-from _figures import save
 from vault.claims import claim
 
 torch.set_num_threads(1)

@@ -7,10 +7,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _figures import save
 from matplotlib.patches import Rectangle
 from torch import nn
 
-from _figures import save
 from vault.claims import claim
 
 torch.set_num_threads(1)

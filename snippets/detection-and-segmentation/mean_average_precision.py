@@ -7,10 +7,10 @@ import io
 
 import matplotlib.pyplot as plt
 import numpy as np
+from _figures import save
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from _figures import save
 from vault.claims import claim
 
 rng = np.random.default_rng(0)
@@ -314,7 +314,8 @@ def voc_is_tp(det_boxes, gt_boxes, t=0.5):
     return out
 
 
-pair, second = np.array([box(0), box(12)]), np.array([box(0), box(4)])      # objects A, B; detections on A, then between
+# objects A, B; detections on A, then between
+pair, second = np.array([box(0), box(12)]), np.array([box(0), box(4)])
 assert np.allclose(iou_matrix(second[1:], pair), [[0.818, 0.667]], atol=1e-3)
 assert match_image(second, np.array([0.9, 0.8]), pair, 0.5)[1].tolist() == [True, True]   # COCO: B is free, TP
 assert voc_is_tp(second, pair) == [True, False]                                          # VOC: A is taken, FP
@@ -351,4 +352,5 @@ ax2.tick_params(axis="x", labelsize=7, rotation=45)
 ax2.legend(fontsize=8)
 save(fig, "detection-and-segmentation", "map-pr-curve")
 print(f"AP50 with ids from 0: {cocoeval_stats(zero_gt, zero_dt)[1]:.4f} (from {stats[1]:.4f}); "
-      f"threshold 0.55: {ap_coco101(*evaluate(kept, gts, 0.5)):.4f}; with E last: {ap_coco101(*evaluate(with_e, gts, 0.5)):.4f}")
+      f"threshold 0.55: {ap_coco101(*evaluate(kept, gts, 0.5)):.4f}; "
+      f"with E last: {ap_coco101(*evaluate(with_e, gts, 0.5)):.4f}")

@@ -6,9 +6,9 @@ import cv2
 import matplotlib.pyplot as plt
 import numpy as np
 import onnxruntime as ort
+from _figures import save
 from onnx import TensorProto, helper
 
-from _figures import save
 from vault.claims import claim
 
 rng = np.random.default_rng(0)
@@ -220,7 +220,8 @@ fig, axes = plt.subplots(1, 3, figsize=(10, 2.9))
 panels = [("hard NMS, IoU 0.5: P2 deleted", hard[0.5], {k: score[k] for k in hard[0.5]}),
           ("hard NMS, IoU 0.7: P2 and a duplicate kept", hard[0.7], {k: score[k] for k in hard[0.7]}),
           ("Gaussian Soft-NMS: nothing deleted", keep, new_score)]
-label_at = {0: (0, -6), 1: (30, -20), 2: (-4, 22), 3: (0, -6), 4: (-4, 22), 5: (0, -6)}   # offsets from (x1, y1) / (x1, y2)
+# offsets from (x1, y1) / (x1, y2)
+label_at = {0: (0, -6), 1: (30, -20), 2: (-4, 22), 3: (0, -6), 4: (-4, 22), 5: (0, -6)}
 for ax, (title, kept_idx, shown) in zip(axes, panels):
     for name, g in zip(("P1", "P2", "P3"), gt):
         ax.add_patch(plt.Rectangle(g[:2], *(g[2:] - g[:2]), fill=True, fc="0.88", ec="0.6", lw=1))

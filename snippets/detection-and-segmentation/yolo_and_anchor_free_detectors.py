@@ -5,9 +5,9 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from _figures import save
 from torch import nn
 
-from _figures import save
 from vault.claims import claim
 
 torch.set_num_threads(1)
@@ -209,7 +209,8 @@ def positives_tal(gt, topk=10, alpha=0.5, beta=6.0):
     inside = np.all(np.c_[points - gt[:2], gt[2:] - points] > 1e-9, axis=1)
     idx = np.flatnonzero(inside)
     size, centre = gt[2:] - gt[:2], (gt[:2] + gt[2:]) / 2
-    off_centre = np.abs(points[idx] - centre).max(1, keepdims=True) / (size.max() / 2)   # 0 at the centre, 1 at the border
+    # 0 at the centre, 1 at the border
+    off_centre = np.abs(points[idx] - centre).max(1, keepdims=True) / (size.max() / 2)
     pred = gt + rng.normal(0, 1, (len(idx), 4)) * (0.03 + 0.2 * off_centre) * np.tile(size, 2)
     metric = rng.uniform(0.1, 0.9, len(idx)) ** alpha * iou_xyxy(pred, gt) ** beta
     best = idx[np.argsort(-metric)[:topk]]
@@ -243,7 +244,8 @@ tiny_centre = (tiny[:2] + tiny[2:]) / 2 / 8
 assert tiny_centre[1] % 1 == 0 and counts["v5"][2] == 1 * 4
 assert counts["v5"][0] == 6 * 3 and counts["v5"][1] == 3 * 3   # off the edges: anchors x 3 cells
 # v5's ratio rule is not a best-anchor rule: below 2.5 x 3.25 px (4x under the (10, 13) anchor) nothing matches.
-assert positives_v5(np.array([100.0, 100, 102.4, 103.2])) == [] and len(positives_v5(np.array([100.0, 100, 102.6, 103.3]))) > 0
+assert positives_v5(np.array([100.0, 100, 102.4, 103.2])) == []
+assert len(positives_v5(np.array([100.0, 100, 102.6, 103.3]))) > 0
 # --8<-- [end:positives]
 print("positives (medium, small, tiny):", counts)
 
