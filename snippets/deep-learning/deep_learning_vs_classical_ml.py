@@ -1,6 +1,6 @@
 """Two orderings, both asserted: gradient boosting beats an MLP on small tabular data (and loses its
 edge when the features are rotated), and a CNN beats boosting on raw pixels of scikit-learn's digits
-once the digits are not pre-centred."""
+once the digits are not pre-centred (on the centred originals the two tie)."""
 from __future__ import annotations
 
 import numpy as np
@@ -38,7 +38,7 @@ def boosting() -> HistGradientBoostingClassifier:
 
 
 def mlp() -> MLPClassifier:
-    return MLPClassifier((128, 128), alpha=1e-3, early_stopping=True, max_iter=300, random_state=0)
+    return MLPClassifier((64, 64), alpha=1e-3, early_stopping=True, max_iter=300, random_state=0)
 
 
 acc = {"boosting": [], "MLP": [], "boosting, rotated": [], "MLP, rotated": []}
@@ -60,9 +60,9 @@ assert all(b > m + 0.03 for b, m in zip(acc["boosting"], acc["MLP"]))     # orde
 assert mean["boosting, rotated"] < mean["boosting"] - 0.05               # trees need meaningful axes
 assert abs(mean["MLP, rotated"] - mean["MLP"]) < 0.03                    # an MLP does not care
 claim("79%", mean["boosting"])
-claim("70%", mean["MLP"])
+claim("68%", mean["MLP"])
 claim("69%", mean["boosting, rotated"])
-claim("71%", mean["MLP, rotated"])
+claim("70%", mean["MLP, rotated"])
 # --8<-- [end:tabular]
 print({k: np.round(v, 3) for k, v in acc.items()})
 
@@ -81,14 +81,14 @@ def place(imgs: np.ndarray, size: int, seed: int) -> np.ndarray:
     return out
 
 
-def cnn_accuracy(train_x: np.ndarray, test_x: np.ndarray, epochs: int = 20) -> float:
+def cnn_accuracy(train_x: np.ndarray, test_x: np.ndarray, epochs: int = 15) -> float:
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
-                        nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+                        nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+                        nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(32, 10))
     x, y = torch.tensor(train_x)[:, None], torch.tensor(labels[tr])
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     order = torch.Generator().manual_seed(0)
     for _ in range(epochs):
         perm = torch.randperm(len(x), generator=order)
@@ -112,13 +112,12 @@ Ptr, Pte = place(images[tr], 12, seed=1), place(images[te], 12, seed=2)
 placed = {"boosting": boosting_accuracy(Ptr, Pte), "CNN": cnn_accuracy(Ptr, Pte)}
 
 assert placed["CNN"] > placed["boosting"] + 0.1                         # ordering 2
-assert centred["CNN"] > centred["boosting"]                              # ... and on the centred originals,
-assert centred["CNN"] - centred["boosting"] < 0.03                        # but only just
+assert abs(centred["CNN"] - centred["boosting"]) < 0.02                  # on the centred originals: a tie
 assert centred["boosting"] - placed["boosting"] > 0.2 > centred["CNN"] - placed["CNN"]   # who pays for position
 claim("97.0%", centred["boosting"])
-claim("98.2%", centred["CNN"])
+claim("96.4%", centred["CNN"])
 claim("69%", placed["boosting"])
-claim("93%", placed["CNN"])
+claim("90%", placed["CNN"])
 claim("898 examples", len(tr))
 # --8<-- [end:pixels]
 print("centred", centred, "placed in 12x12", placed)
