@@ -30,24 +30,23 @@ def scenes(n: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     image. The target is the set of digits present: a 10-dim multi-hot vector."""
     src = pool[split]
     w = PRIOR[labels[src]] / PRIOR[labels[src]].sum()
-    X, Y = np.zeros((n, 8, 32), np.float32), np.zeros((n, 10), np.float32)
-    for k in range(n):
-        slots = rng.random(4) < 0.5
-        slots[rng.integers(4)] |= not slots.any()
-        for s in np.flatnonzero(slots):
-            i = rng.choice(src, p=w)
-            X[k, :, 8 * s:8 * s + 8] = images[i]
-            Y[k, labels[i]] = 1
-    return torch.tensor(X.reshape(n, -1)), torch.tensor(Y)
+    slots = rng.random((n, 4)) < 0.5
+    slots[np.arange(n), rng.integers(4, size=n)] |= ~slots.any(1)       # at least one digit
+    pick = rng.choice(src, size=(n, 4), p=w)                             # the digit each slot would hold
+    X = np.where(slots[:, None, :, None], images[pick].transpose(0, 2, 1, 3), 0).reshape(n, 8, 32)
+    Y = np.zeros((n, 10), np.float32)
+    for s in range(4):
+        Y[np.flatnonzero(slots[:, s]), labels[pick[slots[:, s], s]]] = 1
+    return torch.tensor(X.reshape(n, -1), dtype=torch.float32), torch.tensor(Y)
 
 
 (Xtr, Ytr), (Xva, Yva), (Xte, Yte) = scenes(2000, "train"), scenes(1000, "val"), scenes(1500, "test")
 
 
-def train(head: str, steps: int = 600) -> nn.Module:
+def train(head: str, steps: int = 300) -> nn.Module:
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     order = torch.Generator().manual_seed(0)
     for _ in range(steps):
         b = torch.randint(0, len(Xtr), (128,), generator=order)
@@ -75,11 +74,11 @@ assert all_found["sigmoid"] > 0.6
 p_true = {h: ((p * Yte).sum(1) / Yte.sum(1)) for h, p in prob.items()}
 single = Yte.sum(1) == 1
 claim("0%", all_found["softmax"])
-claim("69%", all_found["sigmoid"])
-claim("0.90", p_true["softmax"][single].mean().item())
-claim("0.40", p_true["softmax"][multi].mean().item())
-claim("0.93", p_true["sigmoid"][single].mean().item())
-claim("0.82", p_true["sigmoid"][multi].mean().item())
+claim("65%", all_found["sigmoid"])
+claim("0.89", p_true["softmax"][single].mean().item())
+claim("0.41", p_true["softmax"][multi].mean().item())
+claim("0.90", p_true["sigmoid"][single].mean().item())
+claim("0.81", p_true["sigmoid"][multi].mean().item())
 
 def macro_f1(p: torch.Tensor, thresholds) -> float:
     return f1_score(Yte.numpy(), (p > torch.as_tensor(thresholds)).numpy().astype(int), average="macro", zero_division=0)
@@ -88,20 +87,23 @@ def macro_f1(p: torch.Tensor, thresholds) -> float:
 def tune_thresholds(p_val: torch.Tensor) -> torch.Tensor:
     """For each label, the threshold that maximises its F1 on the validation set."""
     grid = np.linspace(0.05, 0.95, 19)
-    best = [grid[np.argmax([f1_score(Yva[:, c], p_val[:, c] > t, zero_division=0) for t in grid])] for c in range(10)]
-    return torch.tensor(best)
+    pred = p_val.numpy()[None] > grid[:, None, None]                     # (threshold, image, label)
+    y = Yva.numpy().astype(bool)[None]
+    tp, fp, fn = (pred & y).sum(1), (pred & ~y).sum(1), (~pred & y).sum(1)
+    f1_grid = np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)   # F1 per threshold, per label
+    return torch.tensor(grid[f1_grid.argmax(0)])
 
 
 tuned = {h: tune_thresholds(prob_val[h]) for h in prob}
 f1 = {(h, "0.5"): macro_f1(p, 0.5) for h, p in prob.items()} | {(h, "tuned"): macro_f1(prob[h], tuned[h]) for h in prob}
 assert f1["sigmoid", "tuned"] > f1["sigmoid", "0.5"] + 0.02           # tuning per label pays ...
-assert tuned["sigmoid"][-3:].mean() < 0.5 < tuned["sigmoid"][:2].mean() + 0.05   # ... rare labels get low thresholds
+assert tuned["sigmoid"][-3:].mean() < tuned["sigmoid"][:3].mean() - 0.2   # ... rare labels get lower thresholds
 assert f1["softmax", "tuned"] > f1["softmax", "0.5"] + 0.1              # softmax needs it even more
-claim("0.67", f1["sigmoid", "0.5"])
-claim("0.70", f1["sigmoid", "tuned"])
+claim("0.64", f1["sigmoid", "0.5"])
+claim("0.69", f1["sigmoid", "tuned"])
 claim("0.45", f1["softmax", "0.5"])
-claim("0.69", f1["softmax", "tuned"])
-claim("1.5%", Ytr[:, -1].mean().item())
+claim("0.66", f1["softmax", "tuned"])
+claim("1.35%", Ytr[:, -1].mean().item())
 # --8<-- [end:multilabel]
 print("all labels above 0.5 on multi-label images:", all_found)
 print("mean score of a true label, 1-label vs multi:", {h: (round(p[single].mean().item(), 3), round(p[multi].mean().item(), 3)) for h, p in p_true.items()})
@@ -163,18 +165,18 @@ assert abs(maes[0] - A[te].abs().mean().item()) < 2                       # w = 
 assert all(m < maes[0] / 3 for m in maes[1:])                            # any weight > 0 teaches task B ...
 assert all(a > b for a, b in zip(accs, accs[1:])) and accs[-1] < 0.2     # ... and costs task A, up to collapse
 assert balanced[0] > accs[0] - 0.01 and balanced[1] < maes[1:].min() + 0.1   # normalised target: w = 1 gets both
-claim("92%", accs[0])
-claim("22°", maes[0])
-claim("90.5%", accs[1])
-claim("6.6°", maes[1])
-claim("88%", accs[2])
-claim("5.4°", maes[2])
-claim("53%", accs[3])
-claim("5.0°", maes[3])
-claim("15%", accs[-1])
-claim("5.2°", maes[-1])
-claim("91.5%", balanced[0])
-claim("5.0°", balanced[1])
+claim("89%", accs[0])
+claim("24°", maes[0])
+claim("88.5%", accs[1])
+claim("6.9°", maes[1])
+claim("85%", accs[2])
+claim("5.7°", maes[2])
+claim("43%", accs[3])
+claim("5.2°", maes[3])
+claim("13%", accs[-1])
+claim("5.1°", maes[-1])
+claim("88.3%", balanced[0])
+claim("5.2°", balanced[1])
 # --8<-- [end:multitask]
 print("raw target:", {w: (round(a, 3), round(m, 2)) for w, (a, m) in raw.items()}, "normalised, w = 1:", balanced)
 
