@@ -114,6 +114,7 @@ claim("1.6", T)
 claim("0.133", scaled["NLL"])
 claim("1.6%", scaled["ECE"])
 claim("0.151", single[0]["NLL"])
+claim("2.2%", single[0]["ECE"])                                # member 0 before scaling (2.24%)
 # --8<-- [end:temperature]
 print(f"temperature {T:.3f}: member 0 {single[0]} -> {scaled}")
 
