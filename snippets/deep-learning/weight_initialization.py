@@ -226,6 +226,12 @@ default = nn.Conv2d(64, 128, 3).weight.detach()
 torch.manual_seed(1)
 assert torch.equal(default, torch.empty_like(w).uniform_(-1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in)))
 assert abs(default.var().item() * 3 * fan_in - 1) < 0.01
+# trunc_normal_ cuts at a = -2, b = 2 in absolute units: at std 1 that is +-2 sigma (std 0.88), at std
+# 0.02 it is +-100 sigma, so nothing is cut and the std stays 0.02.
+torch.manual_seed(1)
+cut, uncut = nn.init.trunc_normal_(torch.empty(100_000)), nn.init.trunc_normal_(torch.empty(100_000), std=0.02)
+assert cut.abs().max() <= 2 and abs(uncut.std().item() / 0.02 - 1) < 0.01
+claim("0.88", cut.std().item() / 1.0)
 # --8<-- [end:torch]
 
 for k in acc:
