@@ -5,12 +5,12 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from _figures import save
 from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from _figures import save
 from vault.claims import claim
 
 torch.set_num_threads(1)
@@ -86,7 +86,8 @@ claim("2.2%", mean_single["ECE"])
 claim("1.6%", ensemble["ECE"])
 # --8<-- [end:ensemble]
 print("members", [{k: round(v, 4) for k, v in s.items()} for s in single])
-print("ensemble", {k: round(v, 4) for k, v in ensemble.items()}, "mean member", {k: round(v, 4) for k, v in mean_single.items()})
+print("ensemble", {k: round(v, 4) for k, v in ensemble.items()},
+      "mean member", {k: round(v, 4) for k, v in mean_single.items()})
 
 # --8<-- [start:temperature]
 # Temperature scaling (Guo et al., 2017): one scalar T on the logits, fitted on the validation set.

@@ -8,10 +8,10 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from _figures import save
 from sklearn.datasets import load_digits
 from torch import nn
 
-from _figures import save
 from vault.claims import claim
 
 torch.set_num_threads(1)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from _figures import save
 from scipy.ndimage import rotate
 from sklearn.datasets import load_digits
 from sklearn.metrics import f1_score
 from torch import nn
 
-from _figures import save
 from vault.claims import claim
 
 torch.set_num_threads(1)
@@ -81,7 +81,8 @@ claim("0.90", p_true["sigmoid"][single].mean().item())
 claim("0.81", p_true["sigmoid"][multi].mean().item())
 
 def macro_f1(p: torch.Tensor, thresholds) -> float:
-    return f1_score(Yte.numpy(), (p > torch.as_tensor(thresholds)).numpy().astype(int), average="macro", zero_division=0)
+    predicted = (p > torch.as_tensor(thresholds)).numpy().astype(int)
+    return f1_score(Yte.numpy(), predicted, average="macro", zero_division=0)
 
 
 def tune_thresholds(p_val: torch.Tensor) -> torch.Tensor:
@@ -106,7 +107,8 @@ claim("0.66", f1["softmax", "tuned"])
 claim("1.35%", Ytr[:, -1].mean().item())
 # --8<-- [end:multilabel]
 print("all labels above 0.5 on multi-label images:", all_found)
-print("mean score of a true label, 1-label vs multi:", {h: (round(p[single].mean().item(), 3), round(p[multi].mean().item(), 3)) for h, p in p_true.items()})
+print("mean score of a true label, 1-label vs multi:",
+      {h: (round(p[single].mean().item(), 3), round(p[multi].mean().item(), 3)) for h, p in p_true.items()})
 print("macro-F1:", {k: round(v, 3) for k, v in f1.items()}, "tuned sigmoid thresholds", tuned["sigmoid"].numpy())
 print("label frequencies", np.round(Ytr.mean(0).numpy(), 3))
 

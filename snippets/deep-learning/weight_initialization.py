@@ -7,9 +7,9 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from _figures import save
 from torch import nn
 
-from _figures import save
 from vault.claims import claim
 
 torch.set_num_threads(1)
