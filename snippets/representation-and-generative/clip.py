@@ -89,6 +89,14 @@ i2t = -(s.diag() - s.logsumexp(dim=1)).mean()          # image -> text: softmax 
 t2i = -(s.diag() - s.logsumexp(dim=0)).mean()          # text -> image: softmax over each column
 assert torch.allclose(clip_loss(img, txt, torch.tensor(10.0)), (i2t + t2i) / 2)
 assert not torch.allclose(i2t, t2i)                    # the two directions are different losses
+# A per-image offset (row i shifted: image i equally closer to every caption) is invisible to image -> text
+# but not to text -> image, where that image would become a hub; shifting a column is the mirror case.
+shifted = s + torch.randn(8, 1, dtype=torch.float64)
+assert torch.allclose(-(shifted.diag() - shifted.logsumexp(dim=1)).mean(), i2t)
+assert not torch.allclose(-(shifted.diag() - shifted.logsumexp(dim=0)).mean(), t2i)
+shifted = s + torch.randn(1, 8, dtype=torch.float64)
+assert torch.allclose(-(shifted.diag() - shifted.logsumexp(dim=0)).mean(), t2i)
+assert not torch.allclose(-(shifted.diag() - shifted.logsumexp(dim=1)).mean(), i2t)
 # --8<-- [end:loss-check]
 
 
