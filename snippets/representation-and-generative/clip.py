@@ -7,8 +7,8 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from _figures import save
+
 from vault.claims import claim
 
 torch.set_num_threads(1)
@@ -83,7 +83,8 @@ def clip_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor) -> torc
 
 
 # --8<-- [start:loss-check]
-img, txt = F.normalize(torch.randn(8, 32, dtype=torch.float64), dim=1), F.normalize(torch.randn(8, 32, dtype=torch.float64), dim=1)
+img = F.normalize(torch.randn(8, 32, dtype=torch.float64), dim=1)
+txt = F.normalize(torch.randn(8, 32, dtype=torch.float64), dim=1)
 s = 10 * img @ txt.T
 i2t = -(s.diag() - s.logsumexp(dim=1)).mean()          # image -> text: softmax over each row
 t2i = -(s.diag() - s.logsumexp(dim=0)).mean()          # text -> image: softmax over each column
@@ -118,8 +119,9 @@ def zero_shot_accuracy(model: DualEncoder, x: torch.Tensor, shape: torch.Tensor,
     """Classify by the nearest prompt: 'a photo of a {shape}', or averaged over 'a photo of a {colour} {shape}'."""
     with torch.no_grad():
         if ensemble:
-            prompts = torch.stack([model.encode_text(torch.stack([tokens("a", "photo", "of", "a", c, s) for c in COLOURS])).mean(0)
-                                   for s in SHAPES])
+            prompts = torch.stack([
+                model.encode_text(torch.stack([tokens("a", "photo", "of", "a", c, s) for c in COLOURS])).mean(0)
+                for s in SHAPES])
         else:
             prompts = model.encode_text(torch.stack([tokens("a", "photo", "of", "a", s) for s in SHAPES]))
         prompts = F.normalize(prompts, dim=1)
@@ -168,7 +170,9 @@ acc_by_tau = {tau: zero_shot_accuracy(m, x_seen, test_shape, ensemble=True) for 
 claim("3.57", loss_floor(1.0))                            # tau = 1 cannot go below this, whatever it learns
 assert loss_floor(0.1) < 1e-6                             # tau = 0.1 has essentially no floor
 assert runs[1.0].losses[-1] > loss_floor(1.0) > runs[0.1].losses[-1]
-claim("72%", acc_by_tau[1.0], tol=0.02), claim("83%", acc_by_tau[0.1], tol=0.02), claim("77%", acc_by_tau[0.01], tol=0.02)
+claim("72%", acc_by_tau[1.0], tol=0.02)
+claim("83%", acc_by_tau[0.1], tol=0.02)
+claim("77%", acc_by_tau[0.01], tol=0.02)
 assert acc_by_tau[0.1] > max(acc_by_tau[1.0], acc_by_tau[0.01])
 
 # Only 30 distinct captions: a batch of 256 holds about 8.5 copies of each, which the loss treats as

@@ -8,10 +8,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from _figures import save
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
-from _figures import save
 from vault.claims import claim
 
 torch.set_num_threads(1)
@@ -111,7 +111,9 @@ print(f"probe clean/shifted: raw {raw_clean:.3f}/{raw_shift:.3f}, random {rand_c
 
 # --8<-- [start:collapse]
 def spread(z: torch.Tensor) -> float:
-    """Std over the batch of the L2-normalised embedding, averaged over dimensions: 1/sqrt(d) if spread, 0 if collapsed."""
+    """Std over the batch of the L2-normalised embedding, averaged over dimensions: 1/sqrt(d) if spread, 0 if
+    collapsed.
+    """
     return F.normalize(z, dim=1).std(dim=0).mean().item()
 
 
