@@ -103,6 +103,7 @@ X_unit = triangulate([camera(np.eye(3), np.zeros(3)), camera(R01_true, t01_true 
 X_in_cam0 = X_true @ R0.T + t0
 assert np.allclose(X_unit * baseline, X_in_cam0, atol=1e-8)
 claim("0.87", baseline)
+claim("77°", np.degrees(2 * np.arctan(K[0, 2] / K[0, 0])))   # horizontal field of view: not a narrow one
 # Triangulating with the estimated pose gives the first reconstruction, in camera 0's frame.
 X01 = triangulate([camera(np.eye(3), np.zeros(3)), camera(R01, t01)], [obs[0], obs[1]])
 # --8<-- [end:two-view]
