@@ -129,6 +129,12 @@ claim("49 tokens", reach(fixed, centre))           # fixed windows: 49 however d
 assert reach(fixed[:1], centre) == reach(fixed, centre) == 49
 claim("196", reach(alternating[:2], centre))       # W-MSA then SW-MSA: four windows' worth
 claim("784", reach(alternating, centre))           # four layers: 28 x 28, four windows a side
+# Each interior shifted window overlaps four regular ones, 4 + 3 tokens per axis: not exactly even.
+inner = shifted_idx.reshape(H, W)[10, 10]          # the shifted window holding token (10, 10)
+overlap = sorted(torch.bincount(idx[shifted_idx == inner]).tolist(), reverse=True)
+assert [n for n in overlap if n] == [16, 12, 12, 9]
+claim("and 9 tokens", min(n for n in overlap if n))
+assert 224 // 32 == M                              # at 224 px, stage 4 is a single 7 x 7 window: global
 # --8<-- [end:shift]
 
 
