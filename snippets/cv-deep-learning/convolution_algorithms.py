@@ -71,6 +71,11 @@ claim("12.25×", im2col_factor(224, 7, 2, 3))             # ResNet's 7x7 / 2 ste
 cols_bytes = 64 * 9 * 56 * 56 * 4                        # ResNet-50 stage 1: 64 channels, 56 x 56, fp32
 claim("6.9 MiB", cols_bytes / 2**20)
 claim("441 MiB", 64 * cols_bytes / 2**20)                # ... for a batch of 64
+# Arithmetic intensity at 56 x 56 and 64 channels, fp32, counting each tensor read or written once.
+act_bytes = 64 * 56 * 56 * 4                             # one input or output map
+dense_macs, dw_macs = 64 * 64 * 9 * 56 * 56, 64 * 9 * 56 * 56
+claim("66 multiply-adds per byte", dense_macs / (2 * act_bytes + 64 * 64 * 9 * 4))   # 3x3, 64 -> 64
+claim("1.1", dw_macs / (2 * act_bytes + 64 * 9 * 4))                                  # 3x3 depthwise
 # --8<-- [end:im2col]
 
 
@@ -206,7 +211,6 @@ err = {"direct": rel_error(F.conv2d(xr.float(), wr.float(), padding=1)),
        "FFT": rel_error(conv_fft(xr.float(), wr.float(), padding=1))}
 for m_, mats in TILES.items():
     err[f"F({m_}x{m_},3x3)"] = rel_error(conv_winograd(xr.float(), wr.float(), 1, *(t.float() for t in mats)))
-# --8<-- [end:toom-cook]
 
 claim("3–5×", err["F(4x4,3x3)"] / err["direct"])
 claim("6–10×", err["F(6x6,3x3)"] / err["direct"])
