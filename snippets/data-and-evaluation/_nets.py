@@ -22,9 +22,10 @@ def small_cnn(in_channels: int, n_classes: int, width: int = 16) -> nn.Sequentia
 
 
 def train(model: nn.Module, X: torch.Tensor, Y: torch.Tensor, epochs: int, lr: float = 3e-3, batch: int = 64,
-          seed: int = 0, weight_decay: float = 0.0, loss_fn=None) -> nn.Module:
+          seed: int = 0, weight_decay: float = 0.0, loss_fn=None, on_epoch=None) -> nn.Module:
     """Mini-batch Adam (Kingma and Ba, 2015) with PyTorch's default betas and eps; returns the model in eval mode.
-    `Y` holds class indices, or class probabilities (soft targets) when it is floating point."""
+    `Y` holds class indices, or class probabilities (soft targets) when it is floating point.
+    `on_epoch(epoch, model)`, if given, is called after every epoch (in training mode)."""
     loss_fn = loss_fn or nn.functional.cross_entropy
     gen = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -32,7 +33,7 @@ def train(model: nn.Module, X: torch.Tensor, Y: torch.Tensor, epochs: int, lr: f
     m2 = [torch.zeros_like(p) for p in params]
     step = 0
     model.train()
-    for _ in range(epochs):
+    for epoch in range(epochs):
         for idx in torch.randperm(len(X), generator=gen).split(batch):
             grads = torch.autograd.grad(loss_fn(model(X[idx]), Y[idx]), params)
             step += 1
@@ -43,6 +44,8 @@ def train(model: nn.Module, X: torch.Tensor, Y: torch.Tensor, epochs: int, lr: f
                     a.mul_(0.9).add_(g, alpha=0.1)
                     b.mul_(0.999).addcmul_(g, g, value=0.001)
                     p.sub_(lr * (a / (1 - 0.9 ** step)) / ((b / (1 - 0.999 ** step)).sqrt() + 1e-8))
+        if on_epoch is not None:
+            on_epoch(epoch, model)
     return model.eval()
 
 
