@@ -4,9 +4,9 @@ from __future__ import annotations
 import cv2
 import matplotlib.pyplot as plt
 import numpy as np
+from _figures import save
 from skimage import data
 
-from _figures import save
 from vault.claims import claim
 
 rng = np.random.default_rng(0)

@@ -4,11 +4,11 @@ from __future__ import annotations
 import cv2
 import matplotlib.pyplot as plt
 import numpy as np
+from _figures import save
 from scipy.optimize import least_squares
 from scipy.sparse import lil_matrix
 from scipy.spatial.transform import Rotation
 
-from _figures import save
 from vault.claims import claim
 
 rng = np.random.default_rng(0)

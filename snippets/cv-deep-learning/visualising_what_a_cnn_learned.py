@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from _figures import save
+
 from vault.claims import claim
 
 torch.set_num_threads(1)
@@ -236,7 +236,8 @@ completeness_error = ((ig.sum(dim=(1, 2, 3)) - gap).abs() / gap.abs()).max().ite
 claim("under 1%", completeness_error)
 # --8<-- [end:perturb]
 
-print(f"{len(xp)} positives; accuracy {accuracy:.3f}; chance of the pointing game {chance:.3f}; IG completeness {completeness_error:.4f}")
+print(f"{len(xp)} positives; accuracy {accuracy:.3f}; chance of the pointing game {chance:.3f}; "
+      f"IG completeness {completeness_error:.4f}")
 for name, row in cascade.items():
     print(name, {m: tuple(round(v, 3) for v in vals) for m, vals in row.items()})
 

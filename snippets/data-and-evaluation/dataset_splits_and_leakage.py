@@ -1,8 +1,11 @@
-"""Near-duplicates across a random split inflate accuracy; a grouped split does not; a perceptual hash finds the groups."""
+"""Near-duplicates across a random split inflate accuracy; a grouped split does not; a perceptual hash finds the
+groups.
+"""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from _figures import save
 from scipy import ndimage
 from scipy.fft import dctn
 from scipy.sparse import csr_matrix
@@ -12,7 +15,6 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import RidgeClassifier
 from sklearn.neighbors import KNeighborsClassifier
 
-from _figures import save
 from vault.claims import claim
 
 rng = np.random.default_rng(0)

@@ -10,6 +10,8 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from _figures import save
+from _nets import predict, train
 from scipy.ndimage import gaussian_filter
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
@@ -19,8 +21,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from _figures import save
-from _nets import predict, train
 from vault.claims import claim
 
 rng = np.random.default_rng(0)
@@ -200,6 +200,7 @@ for j, (suffix, name) in enumerate([("", "source statistics"), (", input re-stan
     ax2.bar(np.arange(2) + 0.27 * j, [100 * acc[g + suffix] for g in groups], width=0.25, label=name)
 ax2.axhline(100 * acc["old camera"], c="k", ls=":", lw=1, label="old camera")
 ax2.set_xticks(np.arange(2) + 0.27, ["new camera (tone, noise, mild blur)", "same, softer lens"], fontsize=9)
-ax2.set(ylabel="test accuracy on the new camera (%)", ylim=(0, 125), yticks=range(0, 101, 20), title="What re-estimating statistics recovers")
+ax2.set(ylabel="test accuracy on the new camera (%)", ylim=(0, 125), yticks=range(0, 101, 20),
+        title="What re-estimating statistics recovers")
 ax2.legend(fontsize=8, loc="upper left", ncol=2)
 save(fig, "data-and-evaluation", "domain-shift")

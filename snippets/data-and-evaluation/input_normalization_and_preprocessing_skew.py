@@ -5,9 +5,9 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-
 from _figures import save
 from _nets import predict, small_cnn, train
+
 from vault.claims import claim
 
 rng = np.random.default_rng(0)
@@ -93,7 +93,9 @@ def draw(kind: str, n: int) -> tuple[np.ndarray, np.ndarray]:
         r = rng.integers(2, 5)
         disk = (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
         if kind == "shape":
-            mask = [(abs(yy - cy) <= 1) & (abs(xx - cx) <= r + 2), (abs(xx - cx) <= 1) & (abs(yy - cy) <= r + 2), disk][c]
+            bar_h = (abs(yy - cy) <= 1) & (abs(xx - cx) <= r + 2)
+            bar_v = (abs(xx - cx) <= 1) & (abs(yy - cy) <= r + 2)
+            mask = [bar_h, bar_v, disk][c]
             fg, bg = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
             while np.abs(fg - bg).sum() < 150:                 # keep the shape visible
                 fg = rng.uniform(0, 255, 3)
@@ -149,7 +151,8 @@ for kind in ["shape", "colour"]:
                                            for i in range(0, 600 - 63, 64))}
 
 s, c = skew["shape"], skew["colour"]
-IMAGENET, BGR, NO_SCALE = "ImageNet mean/std instead of the dataset's", "BGR instead of RGB", "0-255 instead of 0-1 (no / 255)"
+IMAGENET = "ImageNet mean/std instead of the dataset's"
+BGR, NO_SCALE = "BGR instead of RGB", "0-255 instead of 0-1 (no / 255)"
 claim("99.8%", s["same pipeline"]["accuracy"]), claim("100.0%", c["same pipeline"]["accuracy"])
 # Wrong constants shift and rescale every channel: few predictions flip, but the probabilities move.
 claim("0.7%", s[IMAGENET]["changed"]), claim("0.2%", c[IMAGENET]["changed"])

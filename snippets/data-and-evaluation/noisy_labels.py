@@ -6,13 +6,13 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from _figures import save
+from _nets import train
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from torch import nn
 
-from _figures import save
-from _nets import train
 from vault.claims import claim
 
 rng = np.random.default_rng(0)
@@ -108,7 +108,8 @@ claim("83.9%", final[0.2]), claim("67.5%", final[0.4]), claim("40.5%", final[0.6
 assert final[0.0] > final[0.2] > final[0.4] > final[0.6]                 # every flipped label costs accuracy
 claim("94.5%", runs[0.4]["history"][-1]["fits flipped"])                 # the network memorises the noise...
 claim("7.0%", runs[0.4]["history"][runs[0.4]["stop"]]["fits flipped"])  # ...but only late
-claim("97.8%", early[0.0]), claim("92.6%", early[0.2]), claim("87.9%", early[0.4]), claim("75.2%", early[0.6])                   # early stopping keeps most of it
+# early stopping keeps most of it
+claim("97.8%", early[0.0]), claim("92.6%", early[0.2]), claim("87.9%", early[0.4]), claim("75.2%", early[0.6])
 assert all(early[r] > final[r] + 0.1 for r in [0.4, 0.6])
 # Symmetric noise keeps the ranking: a model with clean accuracy a scores (1 - r) a + r (1 - a) / (C - 1) on
 # labels flipped at rate r, a line rising in a, so a noisy validation set still picks the right epoch.
@@ -183,9 +184,11 @@ assert removed["final"] > run["final"] + 0.15 and removed["early"] > run["early"
 for r in RATES:
     h = runs[r]["history"]
     print(r, "final", round(runs[r]["final"], 4), "early", round(runs[r]["early"], 4), "stop", runs[r]["stop"],
-          "fits", [round(float(x["fits flipped"]), 3) for x in h[::3]], "test", [round(float(x["test"]), 3) for x in h[::3]])
+          "fits", [round(float(x["fits flipped"]), 3) for x in h[::3]],
+          "test", [round(float(x["test"]), 3) for x in h[::3]])
 print("small-loss recall by epoch", np.round(recall_by_epoch, 3))
-print("CL", precision, recall, joint.sum(), issues.sum(), "removed stop", removed["stop"], "relabelled stop", relabelled["stop"])
+print("CL", precision, recall, joint.sum(), issues.sum(),
+      "removed stop", removed["stop"], "relabelled stop", relabelled["stop"])
 
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
 fig.subplots_adjust(wspace=0.28)
