@@ -45,9 +45,9 @@ def html_pages(root: Path) -> list[str]:
 
 def search(page, query: str, origin: str) -> list[str]:
     """Type a query into the search box; return the result pages, best first, relative to the site."""
-    page.click("input.md-search__input")
-    page.keyboard.type(query, delay=20)
-    # Playwright types non-Latin text without key events; a real key press makes Material search.
+    # The whole query at once: typed key by key, the results of a prefix ("optimiz") can show
+    # first, and a loaded machine reads those. A real key press then makes Material search.
+    page.fill("input.md-search__input", query)
     page.keyboard.press("End")
     page.wait_for_selector("li.md-search-result__item a.md-search-result__link", timeout=10000)
     hrefs = page.eval_on_selector_all("li.md-search-result__item > a.md-search-result__link",

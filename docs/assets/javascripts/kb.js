@@ -78,6 +78,14 @@
       nav.removeAttribute("aria-labelledby");
       nav.setAttribute("aria-label", used[name] > 1 ? name + " (" + used[name] + ")" : name);
     });
+    // A page's table of contents shows twice (in the drawer and in the sidebar), so its nested
+    // lists carry the same names: number the repeats.
+    var named = {};
+    document.querySelectorAll("nav[aria-label]").forEach(function (nav) {
+      var name = nav.getAttribute("aria-label").replace(/ \(\d+\)$/, "");
+      named[name] = (named[name] || 0) + 1;
+      if (named[name] > 1) nav.setAttribute("aria-label", name + " (" + named[name] + ")");
+    });
   }
 
   // Material adds code-block buttons after load: name them once the page has settled.
