@@ -131,6 +131,7 @@ fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.4))
 for ax, grid, title in [(axes[0], grid_222, f"dilation 2, 2, 2: {share_222:.0%} of the window"),
                         (axes[1], grid_123, f"dilation 1, 2, 3: {share_123:.0%} of the window")]:
     ax.imshow(grid, cmap="Blues", interpolation="nearest", vmin=0, vmax=1.3)
-    ax.set(title=title, xticks=[], yticks=[])
+    ax.set_title(title, fontsize=9)
+    ax.set(xticks=[], yticks=[])
 fig.suptitle("Input pixels that reach one output of three stacked 3×3 convolutions", fontsize=10)
 save(fig, "detection-and-segmentation", "dilation-gridding")
