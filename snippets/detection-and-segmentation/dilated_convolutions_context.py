@@ -107,8 +107,10 @@ class PyramidPooling(nn.Module):
 
 
 # Real widths for the parameter counts; a narrow copy (same code) for the forward pass.
-claim("15.5M", sum(p.numel() for p in ASPP().parameters()))
-claim("4.2M", sum(p.numel() for p in PyramidPooling().parameters()))
+with torch.device("meta"):                                     # shapes only: counted, never initialised
+    full_aspp, full_ppm = ASPP(), PyramidPooling()
+claim("15.5M", sum(p.numel() for p in full_aspp.parameters()))
+claim("4.2M", sum(p.numel() for p in full_ppm.parameters()))
 x = torch.randn(2, 64, 33, 33)                                 # a 513x513 crop at output stride 16
 aspp, ppm = ASPP(64, 16).eval(), PyramidPooling(64).eval()
 with torch.no_grad():
