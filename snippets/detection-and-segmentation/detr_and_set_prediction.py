@@ -1,4 +1,6 @@
-"""DETR's set loss: Hungarian matching equals brute force, the loss ignores prediction order, and a duplicate is sent to no-object."""
+"""DETR's set loss: Hungarian matching equals brute force, the loss ignores prediction order, and a duplicate is
+sent to no-object.
+"""
 from __future__ import annotations
 
 import itertools
@@ -6,9 +8,9 @@ import math
 
 import matplotlib.pyplot as plt
 import numpy as np
+from _figures import save
 from scipy.optimize import linear_sum_assignment
 
-from _figures import save
 from vault.claims import claim
 
 rng = np.random.default_rng(0)
@@ -144,7 +146,8 @@ claim("0.65", loss_confident_duplicate), claim("0.52", loss_silent_duplicate)
 # Encoder self-attention cost: tokens of an 800x1200 image at stride 32, and the step to stride 8.
 tokens = math.ceil(800 / 32) * math.ceil(1200 / 32)
 claim("950", tokens)
-claim("16 times", (800 // 8) * (1200 // 8) / tokens, rel=0.02), claim("256 times", ((800 // 8) * (1200 // 8) / tokens) ** 2, rel=0.04)
+claim("16 times", (800 // 8) * (1200 // 8) / tokens, rel=0.02)
+claim("256 times", ((800 // 8) * (1200 // 8) / tokens) ** 2, rel=0.04)
 print(f"duplicate: assignment {assignment}, loss {loss_confident_duplicate:.3f} -> {loss_silent_duplicate:.3f}")
 
 fig, ax = plt.subplots(figsize=(5.2, 4.2))

@@ -1,4 +1,6 @@
-"""Dilated convolutions: receptive field by formula and by gradient, the gridding of stacked dilation 2, ASPP and PPM shapes."""
+"""Dilated convolutions: receptive field by formula and by gradient, the gridding of stacked dilation 2, ASPP and
+PPM shapes.
+"""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -6,8 +8,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from _figures import save
+
 from vault.claims import claim
 
 torch.set_num_threads(1)

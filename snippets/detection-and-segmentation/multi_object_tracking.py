@@ -1,4 +1,6 @@
-"""Tracking by detection: a constant-velocity Kalman filter, Hungarian association with IoU or IoU + appearance, MOTA and IDF1."""
+"""Tracking by detection: a constant-velocity Kalman filter, Hungarian association with IoU or IoU + appearance,
+MOTA and IDF1.
+"""
 from __future__ import annotations
 
 import numpy as np
