@@ -5,10 +5,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from _figures import save
 from sklearn.datasets import load_digits
 from torch import nn
 
-from _figures import save
 from vault.claims import claim
 
 torch.set_num_threads(1)
@@ -178,7 +178,8 @@ assert abs(auc_after - auc_before) < 0.02                   # the ranking across
 # --8<-- [end:floor]
 
 print(f"acc {acc:.3f} conf {mean_conf:.3f} ECE {ece_before:.3f} -> {ece_after:.3f} (T={T:.3f}, T_train={T_train:.3f}); "
-      f"NLL {nll(z_test, y_test, 1.0):.3f} -> {nll(z_test, y_test, T):.3f}; Brier {brier(p_test):.3f} -> {brier(p_scaled):.3f}; "
+      f"NLL {nll(z_test, y_test, 1.0):.3f} -> {nll(z_test, y_test, T):.3f}; "
+      f"Brier {brier(p_test):.3f} -> {brier(p_scaled):.3f}; "
       f"conf after {p_scaled.max(1).values.mean():.3f}; floor {floor15:.3f}/{floor50:.3f} "
       f"(formula {ece_floor(p_scaled, 15):.3f}/{ece_floor(p_scaled, 50):.3f}); bins {ece_bins}; "
       f"AUROC {auc_before:.3f} -> {auc_after:.3f}")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import sklearn
+from _figures import save
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
-from _figures import save
 from vault.claims import claim
 
 sklearn.set_config(assume_finite=True, skip_parameter_validation=True)  # speed only: the same fits, fewer checks
