@@ -196,3 +196,18 @@ def test_build_warnings_are_reported_with_the_page(project, capsys):
     edit(project, RANSAC, "## Pitfalls\n\n", "## Pitfalls\n\nSee [the missing page](missing.md).\n\n")
     code, out = run_check(project, capsys, build=True)
     assert_reported(code, out, f"{RANSAC}:{line_of(project, RANSAC, 'missing.md')}", r"mkdocs: .*missing\.md")
+
+
+def test_list_glued_to_a_paragraph(project, capsys):
+    edit(project, RANSAC, "## Pitfalls\n\n", "## Pitfalls\n\nThree traps:\n- the first one.\n\n")
+    code, out = run_check(project, capsys)
+    assert_reported(code, out, f"{RANSAC}:{line_of(project, RANSAC, '- the first one.')}",
+                    r"separated from the paragraph above it by a blank line")
+
+
+def test_unresolved_merge_conflict(project, capsys):
+    conflict = "<<<<<<< HEAD\n- one way.\n=======\n- another.\n>>>>>>> branch\n\n"
+    edit(project, RANSAC, "## Pitfalls\n\n", "## Pitfalls\n\n" + conflict)
+    code, out = run_check(project, capsys)
+    for marker in ("<<<<<<< HEAD", "=======", ">>>>>>> branch"):
+        assert_reported(code, out, f"{RANSAC}:{line_of(project, RANSAC, marker)}", r"merge-conflict marker")

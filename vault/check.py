@@ -36,6 +36,9 @@ PRINTED_KEYS = ("tags", "aliases")  # shown on the page: plain text only
 UNSAFE_FILENAME_CHARS = '<>"&'  # a file name is printed in navigation and in the notebook's download link
 MAX_ANSWER_WORDS = 150  # CONTENT.md asks for about 120; past this it is no longer a 30-second answer
 PLACEHOLDER_RE = re.compile(r"\b(TODO|TBD|FIXME)\b|lorem ipsum", re.I)
+LIST_ITEM_RE = re.compile(r"([-*+]|\d+[.)])\s")
+LIST_START_RE = re.compile(r"([-*+]|1[.)])\s")  # the items that can interrupt a paragraph in CommonMark
+CONFLICT_MARKER_RE = re.compile(r"(<{7}|>{7}) |={7}$")
 
 
 class Checker:
@@ -57,6 +60,7 @@ class Checker:
             if src.meta_error:
                 self.add(src.path, src.meta_error.line, str(src.meta_error))
             self.check_front_matter(src)
+            self.check_list_starts(src)
             if self.vault.is_question(uri):
                 self.check_question(uri, src)
                 q = src.meta.get("question")
@@ -124,6 +128,27 @@ class Checker:
                                            f"(the limit is {MAX_ANSWER_WORDS})")
         for m in PLACEHOLDER_RE.finditer(src.masked_body):
             self.add(src.path, src.body_line_of(m.start()), f"placeholder text '{m.group(0)}'")
+
+    def check_list_starts(self, src: Source) -> None:
+        # Obsidian (CommonMark) lets a bullet list, or a numbered one starting at 1, begin right under a
+        # paragraph; Python-Markdown runs those items into the paragraph. A blank line makes both agree.
+        paragraph_start = None  # the first line of the current block
+        in_math = False
+        for n, line in enumerate(src.masked_body.split("\n"), src.body_line):
+            if CONFLICT_MARKER_RE.match(line):
+                self.add(src.path, n, "an unresolved merge-conflict marker")
+            if line.strip() == "$$":
+                in_math = not in_math
+            if not line.strip() or in_math:
+                paragraph_start = None if not line.strip() else paragraph_start
+                continue
+            if paragraph_start is None:
+                paragraph_start = line
+            elif (LIST_START_RE.match(line) and not LIST_ITEM_RE.match(paragraph_start)
+                  and paragraph_start[0] not in " \t#|><$" and not paragraph_start.startswith(("!!!", "???"))):
+                self.add(src.path, n, "a list must be separated from the paragraph above it by a blank line "
+                                      "(the site would run the items into the paragraph)")
+                paragraph_start = line
 
     def check_front_matter(self, src: Source) -> None:
         def line_of_key(key: str) -> int:
