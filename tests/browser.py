@@ -36,6 +36,10 @@ class QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass
 
+    def end_headers(self) -> None:
+        self.send_header("Cache-Control", "max-age=600")  # as GitHub Pages serves a site
+        super().end_headers()
+
 
 class Server:
     """A static file server for a built site on an ephemeral loopback port."""

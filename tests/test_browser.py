@@ -64,20 +64,18 @@ def test_search_finds_the_right_page_first(browser, site, query, expected):
     assert not visit.problems
 
 
-@pytest.mark.parametrize("share", range(4))  # four shares, so that test workers split the pages
-def test_every_page_loads_without_console_errors_or_foreign_requests(browser, site, share):
-    url, root = site
-    assert len(html_pages(root)) >= 60
+def test_the_search_index_loads_only_when_a_reader_searches(browser, site):
+    url, _ = site
     context = browser.new_context()
     page = context.new_page()
-    visit = watch(page, url)
-    unrendered = []
-    for rel in html_pages(root)[share::4]:
-        page.goto(url + rel)
-        if not settle(page) or raw_math(page):
-            unrendered.append(rel)
-    assert not visit.problems, visit.problems
-    assert not unrendered, f"math or diagrams did not render on {unrendered}"
+    fetched = []
+    context.on("request", lambda r: fetched.append(r.url))  # the context sees the worker's requests too
+    page.goto(url + "classical-cv/ransac/")
+    settle(page)
+    assert not [u for u in fetched if "kb_index" in u], fetched
+    assert search(page, "homography", url)[0] == "classical-cv/homography/"
+    assert [u for u in fetched if u.endswith("search/kb_index.js")]
+    context.close()
 
 
 def test_math_renders(browser, site):

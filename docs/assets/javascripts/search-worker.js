@@ -271,6 +271,11 @@
     if (message.type === SETUP) {
       postMessage({ type: READY });
     } else if (message.type === QUERY) {
+      // Material queries the empty search box as every page starts: answer that without the index.
+      if (!String(message.data || "").match(WORD)) {
+        postMessage({ type: RESULT, data: { items: [] } });
+        return;
+      }
       load().then(function () {
         postMessage({ type: RESULT, data: search(message.data) });
       }, function (err) {
