@@ -55,12 +55,17 @@ def search(page, query: str, origin: str) -> list[str]:
     return [re.split(r"[?#]", h)[0].removeprefix(origin) for h in hrefs]
 
 
-@pytest.mark.parametrize("query, expected", SEARCHES)
-def test_search_finds_the_right_page_first(browser, site, query, expected):
+def test_search_finds_the_right_page_first(browser, site):
     url, _ = site
     page, visit = open_page(browser, url, url)
-    hits = search(page, query, url)
-    assert hits and hits[0] == expected, hits[:5]
+    wrong = []
+    for query, expected in SEARCHES:  # one page, as a reader searching again and again
+        page.fill("input.md-search__input", "")
+        page.wait_for_function("() => !document.querySelector('li.md-search-result__item')")
+        hits = search(page, query, url)
+        if not hits or hits[0] != expected:
+            wrong.append(f"{query!r}: {expected} expected first, got {hits[:3]}")
+    assert not wrong, "\n".join(wrong)
     assert not visit.problems
 
 
