@@ -2,10 +2,11 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
+RUFF_PATHS := vault tests snippets  # a command line may narrow it: make check RUFF_PATHS="vault tests"
 STAMP  := $(VENV)/.installed
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: setup serve test check build offline anki new figures notebooks bench clean
+.PHONY: setup serve test check build offline anki new figures notebooks bench lighthouse clean
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,13 +16,22 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 
 setup: $(STAMP)
 
+# npm packages (package.json + package-lock.json): axe-core for the tests, Lighthouse for the benchmark.
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
 serve: setup  ## live-reloading site at http://127.0.0.1:8000/ + the path of site_url (/cv-interview-kb/)
 	$(PY) -m mkdocs serve -a 127.0.0.1:8000 --livereload
 
-check: setup  ## fast contribution checks, then the strict build
+check: setup  ## lint, fast contribution checks, then the strict build
+	$(VENV)/bin/ruff check $(RUFF_PATHS)
 	$(PY) -m vault.check
 
-test: setup  ## the whole suite: checks, strict build, snippets, notebooks, browser tests
+test: setup $(NODE_STAMP)  ## the whole suite: lint, workflow audit, checks, strict build, snippets, notebooks, browser tests (axe-core from npm)
+	$(VENV)/bin/ruff check $(RUFF_PATHS)
+	$(VENV)/bin/zizmor --offline .github/workflows
 	$(PY) -m vault.check
 	$(PY) -m pytest -n 2
 
@@ -39,6 +49,9 @@ anki: setup  ## the Anki deck and CSV of every question in dist/ (the site build
 bench: setup  ## build scaling, search index size and page weight (prints figures, asserts nothing)
 	$(PY) -m vault.bench
 
+lighthouse: setup $(NODE_STAMP)  ## Lighthouse (mobile) on sampled pages beside stock Material; BEFORE=<rev> adds that revision
+	$(PY) -m vault.lighthouse $(if $(BEFORE),--before $(BEFORE)) $(if $(RUNS),--runs $(RUNS))
+
 new: setup  ## scaffold a question: make new SECTION=classical-cv NAME="Hough transform" QUESTION="..."
 	$(PY) -m vault.new --section "$(SECTION)" --name "$(NAME)" --question "$(QUESTION)"
 
@@ -49,4 +62,4 @@ notebooks: setup  ## execute the notebooks in place, so they are committed with 
 	$(PY) -m vault.notebooks
 
 clean:
-	rm -rf site site-offline site-offline.zip dist .pytest_cache .cache
+	rm -rf site site-offline site-offline.zip dist .pytest_cache .cache node_modules

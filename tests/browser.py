@@ -20,10 +20,12 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-def build_site(project: Path, dest: Path, offline: bool = False) -> Path:
+def build_site(project: Path, dest: Path, offline: bool = False, site_url: str | None = None) -> Path:
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
     if offline:
         env["OFFLINE"] = "true"
+    if site_url:
+        env["KB_SITE_URL"] = site_url
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(dest)],
                           cwd=project, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -50,15 +52,24 @@ class Server:
         self.httpd.server_close()
 
 
+# Every Content-Security-Policy violation, in any frame, reported on the console with this prefix.
+CSP_PREFIX = "CSP violation: "
+REPORT_CSP = f"""document.addEventListener("securitypolicyviolation", e => console.error(
+    "{CSP_PREFIX}" + e.effectiveDirective + " blocked " + (e.blockedURI || "inline") + " " + (e.sample || "")));"""
+
+
 @dataclass
 class Visit:
-    """What one page did while loading: requests to other origins, console errors, uncaught errors."""
+    """What one page did while loading: requests to other origins, CSP violations, console errors,
+    uncaught errors."""
     foreign_requests: list[str] = field(default_factory=list)
+    csp_violations: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
 
     @property
     def problems(self) -> list[str]:
         return [f"foreign request: {u}" for u in self.foreign_requests] + \
+               [f"CSP violation: {v}" for v in self.csp_violations] + \
                [f"console error: {e}" for e in self.console_errors]
 
 
@@ -73,8 +84,19 @@ def same_origin(url: str, origin: str) -> bool:
 
 
 def watch(page, origin: str) -> Visit:
-    """Record (and abort) every request leaving `origin`, and every console or page error."""
+    """Record (and abort) every request leaving `origin`, every CSP violation, every console or
+    page error."""
     visit = Visit()
+
+    def console(message):
+        if message.type != "error":
+            return
+        if message.text.startswith(CSP_PREFIX):
+            visit.csp_violations.append(message.text.removeprefix(CSP_PREFIX))
+        elif "Content Security Policy" in message.text:  # Chromium's own line on a violation
+            visit.csp_violations.append(message.text)
+        else:
+            visit.console_errors.append(message.text)
 
     def route(r):
         if same_origin(r.request.url, origin):
@@ -83,19 +105,19 @@ def watch(page, origin: str) -> Visit:
             visit.foreign_requests.append(r.request.url)
             r.abort()
 
+    page.add_init_script(REPORT_CSP)  # runs before the page's scripts, in every frame, whatever the CSP
     page.route("**/*", route)
-    page.on("console", lambda m: visit.console_errors.append(m.text) if m.type == "error" else None)
+    page.on("console", console)
     page.on("pageerror", lambda e: visit.console_errors.append(str(e)))
     return visit
 
 
 def settle(page, timeout_ms: int = 15000) -> bool:
-    """Wait until the page's lazily loaded math and diagrams are drawn. False if they never are."""
+    """Wait until the page's math (typeset at build time) and lazily drawn diagrams are there. False if not."""
     page.wait_for_load_state("networkidle")
     try:
         page.wait_for_function(
             """() => [...document.querySelectorAll('.arithmatex')].every(e => e.querySelector('.katex'))
-                   && [...document.querySelectorAll('.jp-RenderedMarkdown')].every(e => e.hasAttribute('data-kb-math'))
                    && [...document.querySelectorAll('div.kb-mermaid')].every(e => e.querySelector('svg'))""",
             timeout=timeout_ms,
         )

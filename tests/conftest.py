@@ -4,7 +4,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from playwright.sync_api import sync_playwright
 
 from .browser import CHROMIUM, CHROMIUM_ARGS, Server, build_site

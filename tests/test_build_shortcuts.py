@@ -74,5 +74,5 @@ def test_search_index_is_the_same_when_code_is_shown_to_the_parser_as_plain_text
     build(load_config(str(project / "mkdocs.yml"), site_dir=str(tmp_path / "highlighted")))
 
     assert sum(saved) > 1_000_000, "the parser should be spared the highlighting markup"
-    index = "search/search_index.json"
+    index = "search/kb_index.js"
     assert (tmp_path / "plain" / index).read_bytes() == (tmp_path / "highlighted" / index).read_bytes()

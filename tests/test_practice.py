@@ -7,7 +7,6 @@ import re
 import sqlite3
 import time
 import zipfile
-from pathlib import Path
 
 import pytest
 from pypdf import PdfReader
@@ -16,7 +15,7 @@ from vault.anki import CSV_FILE, DECK_FILE, csv_text, deck_bytes
 from vault.cards import collect
 from vault.vault import Vault
 
-from .browser import settle, watch
+from .browser import settle
 from .conftest import ROOT
 from .test_browser import open_page
 
@@ -153,7 +152,8 @@ def test_practice_draws_reveals_grades_and_remembers(browser, site, cards):
     settle(question_page)
     on_page = question_page.evaluate("""() => { const h = document.getElementById('in-30-seconds'); let t = '';
         for (let n = h.nextElementSibling; n && n.tagName !== 'H2'; n = n.nextElementSibling) {
-            const c = n.cloneNode(true); c.querySelectorAll('.arithmatex').forEach(e => e.remove()); t += c.textContent + ' ';
+            const c = n.cloneNode(true); c.querySelectorAll('.arithmatex').forEach(e => e.remove());
+            t += c.textContent + ' ';
         }
         return t; }""")
     assert squash(on_page) == squash(answer)

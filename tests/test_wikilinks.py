@@ -117,7 +117,8 @@ def test_build_keeps_code_literal_and_links_prose(project):
 
 @pytest.mark.parametrize("link, message", [
     ("[[Nowhere]]", r"docs/notes/Test page.md:9: wikilink \[\[Nowhere\]\] matches no note"),
-    ("[[RANSAC#No such heading]]", r"docs/notes/Test page.md:9: wikilink \[\[RANSAC#No such heading\]\]: RANSAC has no heading"),
+    ("[[RANSAC#No such heading]]",
+     r"docs/notes/Test page.md:9: wikilink \[\[RANSAC#No such heading\]\]: RANSAC has no heading"),
 ])
 def test_build_fails_on_a_broken_wikilink(project, link, message):
     add_page(project, PAGE.replace("[[RANSAC#How many trials]]", link))
@@ -132,6 +133,7 @@ def test_aliases_are_shown_and_searchable(project):
     html = (project / "site/classical-cv/ransac/index.html").read_text(encoding="utf-8")
     assert "Also asked as: “Random sample consensus”" in html
     assert 'class="kb-badge kb-badge--middle"' in html
-    index = json.loads((project / "site/search/search_index.json").read_text(encoding="utf-8"))
-    docs = [d for d in index["docs"] if d["location"].startswith("classical-cv/ransac/")]
-    assert any("Random sample consensus" in d["text"] for d in docs)
+    text = (project / "site/search/kb_index.js").read_text(encoding="utf-8")
+    index = json.loads(text.removeprefix("self.kbSearchIndex = ").rstrip().removesuffix(";"))
+    page = next(p for p in index["pages"] if p["l"] == "classical-cv/ransac/")
+    assert "Random sample consensus" in page["a"]

@@ -13,7 +13,6 @@ import argparse
 import gzip
 import logging
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -82,7 +81,7 @@ def bench_build(sizes: list[int], repeats: int) -> dict[int, dict]:
             note = next((project / "docs" / "section-00").glob("Synthetic note *.md"))
             note.write_text(note.read_text(encoding="utf-8") + "\nOne more line.\n", encoding="utf-8")
             rebuild = timed_build(project, site)
-            index = site / "search" / "search_index.json"
+            index = site / "search" / "kb_index.js"
             pages = sum(1 for _ in (project / "docs").rglob("*.md"))
             results[n] = dict(floor_plain=floor_plain, floor_ext=floor_ext, floor_material=floor_material,
                               build=full, rebuild=rebuild, index_bytes=index.stat().st_size, pages=pages)
@@ -94,7 +93,7 @@ def bench_real_site() -> tuple[Path, dict]:
     tmp = Path(tempfile.mkdtemp())
     site = tmp / "site"
     seconds = timed_build(ROOT, site)
-    index = site / "search" / "search_index.json"
+    index = site / "search" / "kb_index.js"
     pages = sum(1 for _ in site.rglob("index.html")) - 1  # 404 is not a page; the home is
     return site, dict(build=seconds, index_bytes=index.stat().st_size, pages=pages)
 

@@ -24,7 +24,6 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 LOG_ENV = "KB_CLAIMS_LOG"  # when set, every claim checked at run time is appended to this file (JSON lines)
 

@@ -5,6 +5,7 @@ index built in `on_files`, so a build is linear in the number of notes.
 """
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import os
@@ -18,7 +19,9 @@ from mkdocs.plugins import BasePlugin, CombinedEvent, event_priority
 from mkdocs.structure.files import File, Files
 from mkdocs.utils import get_relative_url
 
-from . import anki, practice
+from . import anki, csp, htmlcheck, practice
+from . import math as site_math
+from .a11y import empty_headers_as_cells
 from .cards import collect as collect_cards
 from .navcache import memoised_nav_item
 from .search import plain_code_blocks
@@ -40,6 +43,10 @@ OFFLINE_SHIM = "assets/vendor/iframe-worker/shim.js"
 
 class VaultPlugin(BasePlugin):
     vault: Vault
+    serving = False
+
+    def on_startup(self, *, command, dirty):
+        self.serving = command == "serve"  # livereload's inline script needs a looser policy there
 
     def on_config(self, config):
         # Material's offline plugin adds iframe-worker from a CDN unless a polyfill named like it is
@@ -75,18 +82,24 @@ class VaultPlugin(BasePlugin):
             files.append(generated)
         config["nav"] = self.navigation()
         self.aliases: dict[str, list[str]] = {}
+        self.names: dict[str, str] = {}  # page URL -> note name, for search
+        self.template_scripts: set[str] = set()
         return files
 
     def navigation(self) -> list:
         vault = self.vault
+
+        def title(uri: str) -> str:  # Material prints a navigation title as HTML
+            return html.escape(vault.title(uri), quote=False)
+
         nav: list = [{"Home": HOME}]
         for section in vault.sections:
             index = f"{section}/index.md"
-            pages = [{vault.title(uri): uri} for uri in vault.pages_in(section)]
-            nav.append({vault.title(index): [index] + group(pages)})
+            pages = [{title(uri): uri} for uri in vault.pages_in(section)]
+            nav.append({title(index): [index] + group(pages)})
         for uri in sorted(vault.notes):
             if "/" not in uri and uri != HOME:
-                nav.append({vault.title(uri): uri})
+                nav.append({title(uri): uri})
         nav.append({"Printable handout": practice.HANDOUT})
         return nav
 
@@ -107,6 +120,8 @@ class VaultPlugin(BasePlugin):
         if isinstance(aliases, list) and aliases:
             self.aliases[page.url] = [str(a) for a in aliases]
         note = self.vault.notes.get(uri)
+        if note is not None:
+            self.names[page.url] = self.vault.title(uri)
         if note is not None and markdown.strip() == note.body.strip():
             markdown = self.vault.rendered[uri][0]  # rendered once in on_files, with the problems
         else:  # another plugin changed the text (or it is generated): render what MkDocs gave us
@@ -124,25 +139,45 @@ class VaultPlugin(BasePlugin):
         return markdown
 
     # Material's search plugin reads page.content in its on_page_context (priority 0). Around it, the
-    # page shows it code blocks as plain text, which is far cheaper to parse and indexes the same.
+    # page shows it code blocks as plain text, which is far cheaper to parse and indexes the same, and
+    # math as readable text; then the page gets its math typeset by KaTeX (vault/math.py).
     @event_priority(100)
     def _content_for_search(self, context, page, config, nav):
         self._rendered_content = page.content
-        page.content = plain_code_blocks(page.content or "")
+        page.content = plain_code_blocks(site_math.readable_html(page.content or ""))
         return context
 
     @event_priority(-100)
     def _content_for_template(self, context, page, config, nav):
-        page.content = self._rendered_content
+        content = site_math.render(self._rendered_content or "", functools.partial(math_error, page))
+        page.content = empty_headers_as_cells(content)
         return context
 
     on_page_context = CombinedEvent(_content_for_search, _content_for_template)
 
-    def on_page_content(self, html_text: str, page, config, files):
+    # First of all on_page_content handlers: the HTML exactly as Markdown (or nbconvert) made it.
+    @event_priority(100)
+    def _check_html(self, html_text: str, page, config, files):
+        path = f"{self.vault.label}/{page.file.src_uri}"
+        source = self.vault.notes[page.file.src_uri].text if page.file.src_uri in self.vault.notes \
+            else (Path(page.file.abs_src_path).read_text(encoding="utf-8") if page.file.abs_src_path else "")
+        if page.file.src_uri.endswith(".ipynb"):
+            content = htmlcheck.LexborHTMLParser(html_text)
+            problems = htmlcheck.check_notebook(content, path, source)
+            self.template_scripts |= csp.notebook_template_scripts(content)
+        else:
+            problems = htmlcheck.check_page(html_text, path, source)
+        for problem in problems:
+            log.warning(str(problem))
+        return htmlcheck.withheld(problems) if problems else html_text
+
+    def _practice_data(self, html_text: str, page, config, files):
         if page.file.src_uri != practice.PRACTICE:
             return html_text
         hrefs = {c.uri: get_relative_url(files.get_file_from_path(c.uri).url, page.url) for c in self.cards}
         return html_text + practice.practice_data(self.cards, hrefs)
+
+    on_page_content = CombinedEvent(_check_html, _practice_data)
 
     @staticmethod
     def meta_line(meta: dict) -> str:
@@ -161,7 +196,16 @@ class VaultPlugin(BasePlugin):
         # After the search plugin wrote its index (it is listed first), before offline inlines it.
         index_file = Path(config["site_dir"]) / "search" / "search_index.json"
         if index_file.is_file():
-            refine_search_index(index_file, self.aliases)
+            refine_search_index(index_file, self.aliases, self.names)
+        shim = Path(config["docs_dir"]) / OFFLINE_SHIM if OFFLINE_SHIM in config["extra"].get("polyfills", []) else None
+        csp.write_policy(Path(config["site_dir"]), self.template_scripts, shim, self.serving)
+
+
+def math_error(page, tex: str, message: str) -> None:
+    """Name the page and line of a formula KaTeX rejects (a warning, so a strict build fails)."""
+    text = page.file.content_string if page.file.abs_src_path else ""
+    line = next((i for i, l in enumerate(text.splitlines(), 1) if tex.split("\n")[0] in l), 0)
+    log.warning(f"{page.file.src_uri}:{line}: {message}")
 
 
 def group(items: list[dict]) -> list[dict]:

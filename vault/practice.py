@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from . import math as site_math
 from .cards import Card
 
 HANDOUT = "handout.md"
@@ -13,7 +14,8 @@ DOWNLOADS = "downloads"
 def handout_markdown(cards: list[Card]) -> str:
     """Every question with its 30-second answer, grouped by section, as one page."""
     parts = [
-        "---", "hide:", "  - navigation", "  - toc", "---", "",
+        # Out of search: it repeats every 30-second answer, which would crowd out the pages themselves.
+        "---", "hide:", "  - navigation", "  - toc", "search:", "  exclude: true", "---", "",
         "# Printable handout", "",
         "Every question with the answer you would give in the first 30 seconds, grouped by section. "
         "Print this page (Ctrl+P or ⌘P) or save it as PDF: the navigation and other screen-only parts are "
@@ -30,12 +32,16 @@ def handout_markdown(cards: list[Card]) -> str:
     return "\n".join(parts)
 
 
+def _ignore(tex: str, message: str) -> None:
+    """An invalid formula in an answer is reported, with its line, by the question's own page."""
+
+
 def practice_data(cards: list[Card], hrefs: dict[str, str]) -> str:
     """The JSON embedded in the practice page; `hrefs` maps a card's uri to its link from that page."""
     data = {"cards": [{
         "url": c.url, "href": hrefs[c.uri], "section": c.section, "section_title": c.section_title,
         "name": c.name, "question": c.question, "difficulty": c.difficulty, "tags": c.tags,
-        "answer_html": c.answer_html,
+        "answer_html": site_math.render(c.answer_html, on_error=_ignore),
     } for c in cards]}
     # "</" cannot end the script element it is embedded in once escaped.
     text = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")

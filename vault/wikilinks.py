@@ -2,7 +2,8 @@
 
 The syntax is mkdocs-roamlinks-plugin's (its own regular expressions are reused), but:
 - links inside fenced or inline code are left alone;
-- a name resolves as Obsidian resolves it (file name, case-insensitive, or a path suffix), and a
+- a name resolves as Obsidian resolves it (file name, case-insensitive, or a path suffix; any file
+  that is not a Markdown note, a notebook or an image say, needs its extension, as in Obsidian), and a
   name matching nothing or several files is an error, never a silent pick;
 - `[[Note#Heading]]` points at the id MkDocs gives that heading, or is an error;
 - the link text reads "Note › Heading", not "Note#Heading".
@@ -22,7 +23,7 @@ from .source import Source, mask_code
 
 WIKILINK_RE = re.compile(ROAMLINK_RE)
 AUTOLINK = re.compile(AUTOLINK_RE)
-PAGE_SUFFIXES = (".md", ".ipynb")
+NOTE_SUFFIX = ".md"  # the only files Obsidian links to without their extension
 
 
 @dataclass(frozen=True)
@@ -75,13 +76,16 @@ class LinkIndex:
     def __init__(self, src_uris: list[str]):
         self.by_name: dict[str, list[str]] = {}
         self.by_stem_path: dict[str, str] = {}
+        self.others_by_stem: dict[str, list[str]] = {}
         self.all = set(src_uris)
         for uri in sorted(src_uris):
             keys = {posixpath.basename(uri).lower()}
             stem, ext = posixpath.splitext(uri)
-            if ext in PAGE_SUFFIXES:
+            if ext == NOTE_SUFFIX:
                 keys.add(posixpath.basename(stem).lower())
                 self.by_stem_path[stem.lower()] = uri
+            else:  # kept only to say what the link should have been
+                self.others_by_stem.setdefault(posixpath.basename(stem).lower(), []).append(uri)
             for key in keys:
                 self.by_name.setdefault(key, []).append(uri)
 
@@ -99,6 +103,11 @@ class LinkIndex:
         else:
             hits = self.by_name.get(key, [])
         if not hits:
+            files = self.others_by_stem.get(posixpath.basename(key), [])
+            if files:
+                named = " or ".join(f"[[{posixpath.basename(f)}]]" for f in files)
+                return None, f"wikilink [[{name}]] matches no note: Obsidian links a file that is not a note " \
+                             f"by its full name, {named}"
             return None, f"wikilink [[{name}]] matches no note"
         if len(hits) > 1:
             return None, f"wikilink [[{name}]] is ambiguous: " + ", ".join(hits)

@@ -7,8 +7,8 @@ from statistics import NormalDist
 
 import matplotlib.pyplot as plt
 import numpy as np
-
 from _figures import save
+
 from vault.claims import claim
 
 rng = np.random.default_rng(0)

@@ -8,8 +8,8 @@ import math
 import cv2
 import matplotlib.pyplot as plt
 import numpy as np
-
 from _figures import save
+
 from vault.claims import claim
 
 rng = np.random.default_rng(0)

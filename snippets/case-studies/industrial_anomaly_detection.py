@@ -10,8 +10,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from _figures import save
+
 from vault.claims import claim
 
 torch.set_num_threads(1)
@@ -28,7 +28,8 @@ def texture(rng: np.random.Generator) -> np.ndarray:
     yy, xx = np.mgrid[0:S, 0:S].astype(float)
     a = np.deg2rad(rng.uniform(-3, 3))
     u, v = xx * np.cos(a) + yy * np.sin(a), -xx * np.sin(a) + yy * np.cos(a)
-    weave = np.sin(2 * np.pi * u / 6 + rng.uniform(0, 2 * np.pi)) * np.sin(2 * np.pi * v / 6 + rng.uniform(0, 2 * np.pi))
+    phase_u, phase_v = rng.uniform(0, 2 * np.pi), rng.uniform(0, 2 * np.pi)
+    weave = np.sin(2 * np.pi * u / 6 + phase_u) * np.sin(2 * np.pi * v / 6 + phase_v)
     light = rng.uniform(-0.05, 0.05) * (xx / S - 0.5) + rng.uniform(-0.05, 0.05)
     return 0.5 + 0.2 * weave + light + rng.normal(0, 0.03, (S, S))
 

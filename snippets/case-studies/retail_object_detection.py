@@ -6,8 +6,8 @@ import math
 
 import matplotlib.pyplot as plt
 import numpy as np
-
 from _figures import save
+
 from vault.claims import claim
 
 rng = np.random.default_rng(0)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import cv2
 import matplotlib.pyplot as plt
 import numpy as np
-
 from _figures import save
+
 from vault.claims import claim
 
 rng = np.random.default_rng(0)

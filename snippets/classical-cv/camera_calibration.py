@@ -4,8 +4,8 @@ from __future__ import annotations
 import cv2
 import matplotlib.pyplot as plt
 import numpy as np
-
 from _figures import save
+
 from vault.claims import claim
 
 rng = np.random.default_rng(0)
@@ -161,7 +161,8 @@ claim("2.1 px", bend_before), claim("to 0.1 px", bend_after)   # straight lines 
 print(f"calibration: RMS reprojection {rms:.3f} px; fx {K_est[0, 0]:.1f} (820), fy {K_est[1, 1]:.1f} (815), "
       f"cx {K_est[0, 2]:.1f} (322), cy {K_est[1, 2]:.1f} (238)")
 print(f"k1 {d_est[0]:.4f} (-0.28), k2 {d_est[1]:.4f} (0.09), p1 {d_est[2]:.5f}, p2 {d_est[3]:.5f}; "
-      f"correction field error {field_err:.2f} px (true correction up to {np.linalg.norm(true_field, axis=1).max():.1f} px)")
+      f"correction field error {field_err:.2f} px "
+      f"(true correction up to {np.linalg.norm(true_field, axis=1).max():.1f} px)")
 print(f"with k3 free: RMS {rms5:.3f}, k2 {d5[1]:.3f}, k3 {d5[4]:.3f}; correction field error {field_err5:.2f} px")
 print(f"rendered board: corner detection error max {err.max():.3f} px; "
       f"row bending {bend_before:.2f} px before, {bend_after:.3f} px after undistortion")

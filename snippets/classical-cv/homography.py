@@ -4,10 +4,10 @@ from __future__ import annotations
 import cv2
 import matplotlib.pyplot as plt
 import numpy as np
+from _figures import save
 from scipy.optimize import minimize_scalar
 from skimage import data
 
-from _figures import save
 from vault.claims import claim
 
 rng = np.random.default_rng(0)

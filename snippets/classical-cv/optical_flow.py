@@ -4,8 +4,8 @@ from __future__ import annotations
 import cv2
 import matplotlib.pyplot as plt
 import numpy as np
-
 from _figures import save
+
 from vault.claims import claim
 
 rng = np.random.default_rng(0)
@@ -139,7 +139,8 @@ print(f"LK (ours) max error {np.linalg.norm(ours - true_flow, axis=1).max():.3f}
       f"OpenCV pyrLK max error {np.linalg.norm(cv_flow - true_flow, axis=1).max():.3f} px")
 print(f"shift {big_flow}: single-level LK correct at {ok_single:.0%} of points, pyramid at {ok_pyramid:.0%}")
 print(f"aperture: eigenvalue ratio {eigvals[0] / eigvals[1]:.1e}, full solve {np.round(d_full, 2)}, "
-      f"normal flow {np.round(d_normal, 3)} vs true normal {np.round(true_normal, 3)}; OpenCV min eig {min_eig[0, 0]:.1e}")
+      f"normal flow {np.round(d_normal, 3)} vs true normal {np.round(true_normal, 3)}; "
+      f"OpenCV min eig {min_eig[0, 0]:.1e}")
 print(f"Farneback: mean EPE {epe.mean():.3f} px, median {np.median(epe):.3f} px, "
       f"max true flow {np.linalg.norm(flow_gt, axis=-1)[inner].max():.2f} px")
 

@@ -6,9 +6,9 @@ import math
 import cv2
 import matplotlib.pyplot as plt
 import numpy as np
+from _figures import save
 from scipy.stats import chi2
 
-from _figures import save
 from vault.claims import claim
 
 rng = np.random.default_rng(0)

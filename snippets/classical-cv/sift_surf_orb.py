@@ -6,9 +6,9 @@ import time
 import cv2
 import matplotlib.pyplot as plt
 import numpy as np
+from _figures import save
 from skimage import data
 
-from _figures import save
 from vault.claims import claim
 
 rng = np.random.default_rng(0)

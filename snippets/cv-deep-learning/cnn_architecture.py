@@ -6,9 +6,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from scipy.signal import correlate2d, convolve2d
-
 from _figures import save
+from scipy.signal import convolve2d, correlate2d
+
 from vault.claims import claim
 
 torch.set_num_threads(1)

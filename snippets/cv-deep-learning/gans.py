@@ -10,10 +10,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
+from _figures import save
 from scipy import linalg
 
-from _figures import save
 from vault.claims import claim
 
 torch.set_num_threads(1)

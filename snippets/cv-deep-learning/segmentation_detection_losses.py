@@ -5,8 +5,8 @@ import math
 
 import matplotlib.pyplot as plt
 import torch
-
 from _figures import save
+
 from vault.claims import claim
 
 torch.set_num_threads(1)

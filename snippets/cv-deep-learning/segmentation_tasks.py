@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from _figures import save
 from matplotlib.colors import ListedColormap
 from scipy import ndimage
 
-from _figures import save
 from vault.claims import claim
 
 rng = np.random.default_rng(0)

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from _figures import save
+
 from vault.claims import claim
 
 torch.set_num_threads(1)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-
 from _figures import save
+
 from vault.claims import claim
 
 rng = np.random.default_rng(0)

@@ -5,8 +5,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn as nn
-
 from _figures import save
+
 from vault.claims import claim
 
 torch.set_num_threads(1)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import torch
+from _figures import save
 from torch import nn
 from torch.autograd.functional import jacobian
 
-from _figures import save
 from vault.claims import claim
 
 torch.set_num_threads(1)

@@ -3,12 +3,11 @@ behaviour of batch norm; and what goes wrong with small batches."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
+from _figures import save
 from matplotlib.patches import Rectangle
 from torch import nn
 
-from _figures import save
 from vault.claims import claim
 
 torch.set_num_threads(1)

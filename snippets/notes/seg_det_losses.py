@@ -7,8 +7,8 @@ import math
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
-
 from _figures import save
+
 from vault.claims import claim
 
 torch.set_num_threads(1)

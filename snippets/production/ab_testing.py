@@ -6,9 +6,9 @@ import math
 
 import matplotlib.pyplot as plt
 import numpy as np
+from _figures import save
 from scipy import stats
 
-from _figures import save
 from vault.claims import claim
 
 rng = np.random.default_rng(0)
@@ -174,7 +174,8 @@ ax.set(xlabel="users per arm (thousands)", ylabel="power",
 ax.legend(fontsize=8, loc="lower right")
 save(fig, "production", "ab-power-curve")
 
-print(f"n per arm {n}; simulated power {power_sim:.3f}; false positives {false_pos:.3f}; with peeking {fpr_peeking:.3f}; "
+print(f"n per arm {n}; simulated power {power_sim:.3f}; false positives {false_pos:.3f}; "
+      f"with peeking {fpr_peeking:.3f}; "
       f"CI coverage {coverage:.3f}; SRM p {sample_ratio_mismatch(57_763, 56_500):.1e}")
 print(f"one experiment: A {a_clicks / n:.4f}, B {b_clicks / n:.4f}, z {z_stat:.2f}, p {p_value:.4f}, "
       f"95% CI for the lift [{ci[0]:.4f}, {ci[1]:.4f}]")

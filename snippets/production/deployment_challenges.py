@@ -1,4 +1,5 @@
-"""Training/serving skew: three preprocessing bugs that raise no error, and the golden-input parity test that catches them."""
+"""Training/serving skew: three preprocessing bugs that raise no error, and the golden-input parity test that
+catches them."""
 from __future__ import annotations
 
 import io
@@ -7,11 +8,11 @@ import cv2
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from _figures import save
+from _train import fit
 from PIL import Image, ImageOps
 from torch import nn
 
-from _figures import save
-from _train import fit
 from vault.claims import claim
 
 torch.set_num_threads(1)

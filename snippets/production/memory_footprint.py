@@ -7,10 +7,10 @@ import warnings
 
 import numpy as np
 import torch
+from _train import fit
 from torch import nn
 from torch.nn.utils import prune
 
-from _train import fit
 from vault.claims import claim
 
 torch.set_num_threads(1)

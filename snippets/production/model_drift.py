@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from _figures import save
 from scipy import stats
 
-from _figures import save
 from vault.claims import claim
 
 rng = np.random.default_rng(0)
@@ -154,7 +154,8 @@ styles = {"never": ("0.6", None), "every 10": ("tab:blue", 0.54), "input drift":
           "performance": ("tab:green", 0.58)}                  # colour, height of the retrain ticks
 for name, (colour, tick_y) in styles.items():
     errors, retrains = results[name]
-    ax.plot(range(1, T), errors, "--" if name == "never" else "-", color=colour, lw=1.4, zorder=3 if name == "never" else 2,
+    ax.plot(range(1, T), errors, "--" if name == "never" else "-", color=colour, lw=1.4,
+            zorder=3 if name == "never" else 2,
             label=f"{name}: {count[name]} retrains, mean error {mean_error[name]:.1%}")
     if tick_y is not None:
         ax.plot(retrains, [tick_y] * len(retrains), "|", color=colour, ms=8, mew=2)

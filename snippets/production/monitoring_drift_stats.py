@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from _figures import save
 from scipy import optimize, stats
 
-from _figures import save
 from vault.claims import claim
 
 rng = np.random.default_rng(0)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from _figures import save
+from _train import fit
 from scipy.stats import rankdata
 from torch import nn
 
-from _figures import save
-from _train import fit
 from vault.claims import claim
 
 torch.set_num_threads(1)

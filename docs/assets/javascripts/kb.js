@@ -1,10 +1,9 @@
-// Loads KaTeX and Mermaid from the site's own assets, only on pages that contain math or diagrams.
+// Loads KaTeX's stylesheet and Mermaid from the site's own assets, only on pages that contain math or diagrams.
 // Material's instant navigation swaps pages without a reload, so this runs on every page change.
 (function () {
   var scriptUrl = document.currentScript.src;
   var vendor = new URL("../vendor/", scriptUrl).href;
   var base = vendor + "katex/";
-  var loading = null;
   var mermaidLoading = null;
 
   function load(tag, attrs) {
@@ -17,43 +16,16 @@
     });
   }
 
-  function katexReady() {
-    if (!loading) {
-      loading = Promise.all([
-        load("link", { rel: "stylesheet", href: base + "katex.min.css" }),
-        load("script", { src: base + "katex.min.js" }).then(function () {
-          return load("script", { src: base + "contrib/auto-render.min.js" });
-        }),
-      ]);
-    }
-    return loading;
-  }
-
-  var MARKDOWN_MATH = [
-    { left: "\\(", right: "\\)", display: false },
-    { left: "\\[", right: "\\]", display: true },
-  ];
-  // Notebook cells keep TeX as typed in Jupyter.
-  var NOTEBOOK_MATH = [
-    { left: "$$", right: "$$", display: true },
-    { left: "$", right: "$", display: false },
-  ].concat(MARKDOWN_MATH);
-
-  function renderMath(root) {
-    root = root || document;
-    var pages = root.querySelectorAll(".arithmatex"), cells = root.querySelectorAll(".jp-RenderedMarkdown");
-    if (!pages.length && !cells.length) return;
-    katexReady().then(function () {
-      // Render each block once, even if this runs twice for one page (load and document$).
-      root.querySelectorAll(".arithmatex").forEach(function (el) {
-        if (el.querySelector(".katex")) return;
-        renderMathInElement(el, { delimiters: MARKDOWN_MATH, throwOnError: true });
-      });
-      root.querySelectorAll(".jp-RenderedMarkdown:not([data-kb-math])").forEach(function (el) {
-        el.setAttribute("data-kb-math", "");
-        renderMathInElement(el, { delimiters: NOTEBOOK_MATH, throwOnError: true });
-      });
-    });
+  // Math is typeset at build time (vault/math.py); a page with math needs KaTeX's stylesheet, which
+  // the page's head links, except after instant navigation from a page without math, or for
+  // practice answers shown later.
+  function mathStyles(root) {
+    if (document.getElementById("kb-katex-css") || !(root || document).querySelector(".katex")) return;
+    var link = document.createElement("link");
+    link.rel = "stylesheet";
+    link.id = "kb-katex-css";
+    link.href = base + "katex.min.css";
+    document.head.appendChild(link);
   }
 
   function renderDiagrams() {
@@ -68,7 +40,9 @@
       blocks = [].filter.call(blocks, function (el) { return !el.hasAttribute("data-processed"); });
       if (!blocks.length) return;
       var dark = document.body.getAttribute("data-md-color-scheme") === "slate";
-      window.mermaid.initialize({ startOnLoad: false, securityLevel: "strict", theme: dark ? "dark" : "default" });
+      // In the dark theme, edge labels get a darker box than Mermaid's own, for 4.5:1 contrast.
+      window.mermaid.initialize({ startOnLoad: false, securityLevel: "strict", theme: dark ? "dark" : "default",
+        themeVariables: dark ? { edgeLabelBackground: "#3a3a3a" } : {} });
       return window.mermaid.run({ nodes: blocks });
     });
   }
@@ -81,13 +55,56 @@
     if (!practiceLoading) practiceLoading = load("script", { src: new URL("practice.js", scriptUrl).href });
   }
 
+  // Accessibility fixes that need the rendered page: scrollable blocks without focusable content
+  // become focusable (keyboard users can scroll them), and navigation landmarks get the name of the
+  // label that heads them, so that each is told apart.
+  function accessible() {
+    document.querySelectorAll(".highlight-ipynb, .jp-OutputArea-output pre, .md-typeset__scrollwrap, div.arithmatex").forEach(function (el) {
+      if (!el.hasAttribute("tabindex") && el.scrollWidth > el.clientWidth) el.setAttribute("tabindex", "0");
+    });
+    document.querySelectorAll("nav.md-tags:not([aria-label])").forEach(function (nav) { nav.setAttribute("aria-label", "Tags"); });
+    document.querySelectorAll("nav.md-code__nav:not([aria-label])").forEach(function (nav, i) {
+      nav.setAttribute("aria-label", "Code block " + (i + 1));
+    });
+    var used = {};
+    // (With navigation.indexes a section's label holds only an icon; its name is the index link's.)
+    document.querySelectorAll("nav[aria-labelledby]").forEach(function (nav) {
+      var label = document.getElementById(nav.getAttribute("aria-labelledby"));
+      if (!label || label.textContent.trim()) return;
+      var link = nav.parentElement && nav.parentElement.querySelector(".md-nav__link");
+      var name = link && link.textContent.trim();
+      if (!name) return;
+      used[name] = (used[name] || 0) + 1;
+      nav.removeAttribute("aria-labelledby");
+      nav.setAttribute("aria-label", used[name] > 1 ? name + " (" + used[name] + ")" : name);
+    });
+    // A page's table of contents shows twice (in the drawer and in the sidebar), so its nested
+    // lists carry the same names: number the repeats.
+    var named = {};
+    document.querySelectorAll("nav[aria-label]").forEach(function (nav) {
+      var name = nav.getAttribute("aria-label").replace(/ \(\d+\)$/, "");
+      named[name] = (named[name] || 0) + 1;
+      if (named[name] > 1) nav.setAttribute("aria-label", name + " (" + named[name] + ")");
+    });
+  }
+
+  // Material adds code-block buttons after load: name them once the page has settled.
+  var pending = false;
+  var observer = new MutationObserver(function () {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(function () { pending = false; accessible(); });
+  });
+  observer.observe(document.documentElement, { childList: true, subtree: true });
+
   function renderPage() {
-    renderMath();
+    accessible();
+    mathStyles();
     renderDiagrams();
     startPractice();
   }
 
-  window.kbRenderMath = renderMath;
+  window.kbMathStyles = mathStyles;
 
   // document$ fires on every instant-navigation page change, but not on file:// (the offline copy),
   // so the first page is also rendered on load.

@@ -107,11 +107,11 @@
     function answerBlock(card) {
       var block = el("div", { class: "kb-practice__answer", html: card.answer_html });
       block.appendChild(el("p", {}, [el("a", { href: card.href, class: "kb-practice__link", text: "Read the full answer: " + card.name })]));
-      if (window.kbRenderMath) window.kbRenderMath(block);
+      if (window.kbMathStyles) window.kbMathStyles(block);
       return block;
     }
 
-    function showNext() {
+    function showNext(focusReveal) {
       stopTimer();
       var pool = filtered();
       var card = pick(pool, state.progress, Date.now());
@@ -129,7 +129,7 @@
             onclick: function () {
               state.progress[card.url] = grade(state.progress[card.url], g, Date.now());
               save(state);
-              showNext();
+              showNext(true);
             } });
         }));
       var slot = el("div");
@@ -137,6 +137,7 @@
         reveal.hidden = true;
         slot.appendChild(answerBlock(card));
         grades.hidden = false;
+        grades.querySelector("button").focus();  // keyboard users go on to grading
       });
       stage.appendChild(el("div", { class: "kb-practice__card", "data-url": card.url }, [
         header(card),
@@ -145,6 +146,7 @@
         reveal, slot, grades,
       ]));
       renderProgress();
+      if (focusReveal) reveal.focus();  // after grading from the keyboard, the next card is one key away
     }
 
     function renderProgress() {
@@ -160,7 +162,8 @@
       });
       progressView.innerHTML = "";
       progressView.appendChild(el("h2", { text: "Your progress" }));
-      progressView.appendChild(el("table", {}, [
+      // Focusable and named: the table scrolls sideways on a phone (axe: scrollable-region-focusable).
+      progressView.appendChild(el("table", { tabindex: "0", "aria-label": "Your progress by section" }, [
         el("thead", {}, [el("tr", {}, ["Section", "New", "Learning (box 1–2)", "Known (box 3–5)"].map(function (h) { return el("th", { text: h }); }))]),
         el("tbody", {}, rows),
       ]));
