@@ -17,6 +17,8 @@ rng = np.random.default_rng(0)
 D, K = 32, 10                                     # feature dimension (2,048 for Inception-v3), number of modes
 MODES = rng.normal(0, 1.0, (K, D))                # the "classes" of the real data, in feature space
 SPREAD = 0.5
+MEAN, COV = MODES.mean(0), np.cov(MODES, rowvar=False, bias=True) + SPREAD**2 * np.eye(D)   # the real mixture's
+aux = np.random.default_rng(1)                    # for the extra checks, so they leave the main draws as they are
 
 
 def sample(n: int, modes: np.ndarray, spread: float = SPREAD) -> np.ndarray:
@@ -63,8 +65,6 @@ fid_same = {n: np.mean([fid(sample(n, MODES), sample(n, MODES)) for _ in range(3
 assert all(fid_same[a] > fid_same[b] for a, b in pairwise(sizes))    # falls monotonically with n
 slope = np.polyfit(1 / np.array(sizes), [fid_same[n] for n in sizes], 1)[0]
 
-
-
 # The bias is ~ c / n: FID at n samples against the FID the same two models would score with infinite samples.
 good, worse = sample(50_000, MODES, spread=0.52), sample(50_000, MODES, spread=0.55)
 fid_good_small = fid(real[:500], good[:500])
@@ -77,6 +77,14 @@ claim("about 360", slope, tol=30)                 # FID of identical distributio
 claim("0.07", fid_good_large)
 claim("0.14", fid_worse_large)
 claim("0.66", fid_good_small)
+# The mean term alone is E||mu_a - mu_b||^2 = 2 Tr(S) / n; the square-root term supplies the rest of the slope.
+mean_term = 2 * np.trace(COV)
+assert mean_term < slope / 2
+# The floor grows with the feature dimension: for whitened features, n * FID is about D^2 / 2.
+d_big, n_big = 128, 5000
+white = fid(aux.standard_normal((n_big, d_big)), aux.standard_normal((n_big, d_big))) * n_big / d_big**2
+claim("78", mean_term)                            # of the ~360 / n
+claim("0.54", white)                    # n * FID / D^2 at D = 128
 # --8<-- [end:bias]
 
 
@@ -103,8 +111,10 @@ models = {
     "drops 2 of 10 modes": sample(n, MODES[2:]),
     "all modes, extra noise": sample(n, MODES) + 0.7 * rng.standard_normal((n, D)),
 }
+# FID's blind spot: one Gaussian with the real features' mean and covariance, and no modes at all.
+models["one Gaussian, moments matched"] = aux.multivariate_normal(MEAN, COV, n)
 scores = {name: (fid(real, x), *precision_recall(real, x)) for name, x in models.items()}
-(f_ok, p_ok, r_ok), (f_drop, p_drop, r_drop), (f_noise, p_noise, r_noise) = scores.values()
+(f_ok, p_ok, r_ok), (f_drop, p_drop, r_drop), (f_noise, p_noise, r_noise), (f_blob, p_blob, r_blob) = scores.values()
 assert abs(f_drop - f_noise) < 0.1 * f_drop       # FID: about the same number for two different failures ...
 assert p_drop > p_ok - 0.05 and r_drop < r_ok - 0.1   # ... precision/recall: dropping modes costs recall only
 assert p_noise < 0.1 and r_noise > r_ok           # ... and off-manifold samples cost precision, not recall
@@ -118,6 +128,10 @@ claim("3.4", f_noise)
 claim("0.01", p_noise)
 claim("1.00", r_noise)
 claim("within 10%", abs(f_drop - f_noise) / f_drop)
+assert f_blob < 2 * f_ok < f_drop                 # FID: nearly as good as the faithful generator ...
+claim("0.19", f_blob)
+claim("0.002", p_blob)                            # ... while almost no sample lies on the real manifold
+claim("0.90", r_blob)
 # --8<-- [end:prd]
 
 
@@ -135,7 +149,7 @@ def inception_score(x: np.ndarray) -> float:
     return float(np.exp((p * (np.log(p + 1e-12) - np.log(p_y + 1e-12))).sum(1).mean()))
 
 
-is_scores = {name: inception_score(x) for name, x in models.items()}
+is_scores = {name: inception_score(x) for name, x in models.items()}   # the moment-matched Gaussian too
 is_scores["one copy per class"] = inception_score(np.repeat(MODES, n // K, axis=0))
 assert max(is_scores, key=is_scores.get) == "one copy per class"   # IS is maximal for K prototypes
 assert abs(is_scores["all modes, extra noise"] - is_scores["all modes, faithful"]) < 0.05   # and blind to noise
@@ -143,6 +157,7 @@ claim("9.99", is_scores["all modes, faithful"])
 claim("7.99", is_scores["drops 2 of 10 modes"])
 claim("9.97", is_scores["all modes, extra noise"])
 claim("10.00", is_scores["one copy per class"])
+claim("9.33", is_scores["one Gaussian, moments matched"])
 # --8<-- [end:is]
 
 print({k: tuple(round(v, 3) for v in sc) for k, sc in scores.items()}, is_scores)
@@ -157,7 +172,7 @@ xs = np.arange(len(names))
 ax2.bar(xs - 0.25, [scores[m][0] / max(f_drop, f_noise) for m in names], 0.25, label="FID (scaled to max)")
 ax2.bar(xs, [scores[m][1] for m in names], 0.25, label="precision")
 ax2.bar(xs + 0.25, [scores[m][2] for m in names], 0.25, label="recall")
-ax2.set_xticks(xs, ["faithful", "drops modes", "extra noise"], fontsize=8)
-ax2.set(title="Same FID, different failures", ylim=(0, 1.15))
+ax2.set_xticks(xs, ["faithful", "drops modes", "extra noise", "one Gaussian"], fontsize=8)
+ax2.set(title="What one FID number hides", ylim=(0, 1.15))
 ax2.legend(fontsize=7, loc="upper left")
 save(fig, "representation-and-generative", "generator-metrics")
