@@ -60,6 +60,7 @@ class Checker:
             if src.meta_error:
                 self.add(src.path, src.meta_error.line, str(src.meta_error))
             self.check_front_matter(src)
+            self.check_conflict_markers(src)
             self.check_list_starts(src)
             if self.vault.is_question(uri):
                 self.check_question(uri, src)
@@ -129,26 +130,31 @@ class Checker:
         for m in PLACEHOLDER_RE.finditer(src.masked_body):
             self.add(src.path, src.body_line_of(m.start()), f"placeholder text '{m.group(0)}'")
 
-    def check_list_starts(self, src: Source) -> None:
-        # Obsidian (CommonMark) lets a bullet list, or a numbered one starting at 1, begin right under a
-        # paragraph; Python-Markdown runs those items into the paragraph. A blank line makes both agree.
-        paragraph_start = None  # the first line of the current block
-        in_math = False
+    def check_conflict_markers(self, src: Source) -> None:
         for n, line in enumerate(src.masked_body.split("\n"), src.body_line):
             if CONFLICT_MARKER_RE.match(line):
                 self.add(src.path, n, "an unresolved merge-conflict marker")
+
+    def check_list_starts(self, src: Source) -> None:
+        # Obsidian (CommonMark) lets a bullet list, or a numbered one starting at 1, begin right under a
+        # paragraph; Python-Markdown runs those items into the paragraph. A blank line makes both agree.
+        block_start = None  # the first line of the current block of non-blank lines
+        in_math = False
+        for n, line in enumerate(src.masked_body.split("\n"), src.body_line):
+            if not line.strip():
+                block_start = None
+                continue
             if line.strip() == "$$":
                 in_math = not in_math
-            if not line.strip() or in_math:
-                paragraph_start = None if not line.strip() else paragraph_start
+            if in_math:
                 continue
-            if paragraph_start is None:
-                paragraph_start = line
-            elif (LIST_START_RE.match(line) and not LIST_ITEM_RE.match(paragraph_start)
-                  and paragraph_start[0] not in " \t#|><$" and not paragraph_start.startswith(("!!!", "???"))):
+            if block_start is None:
+                block_start = line
+            elif (LIST_START_RE.match(line) and not LIST_ITEM_RE.match(block_start)
+                  and block_start[0] not in " \t#|><$" and not block_start.startswith(("!!!", "???"))):
                 self.add(src.path, n, "a list must be separated from the paragraph above it by a blank line "
                                       "(the site would run the items into the paragraph)")
-                paragraph_start = line
+                block_start = line
 
     def check_front_matter(self, src: Source) -> None:
         def line_of_key(key: str) -> int:
