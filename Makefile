@@ -6,7 +6,7 @@ RUFF_PATHS := vault tests snippets  # a command line may narrow it: make check R
 STAMP  := $(VENV)/.installed
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: setup serve test check build offline anki new figures notebooks bench lighthouse clean
+.PHONY: setup serve test check build offline anki new figures spread notebooks bench lighthouse clean
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,9 @@ new: setup  ## scaffold a question: make new SECTION=classical-cv NAME="Hough tr
 
 figures: setup  ## re-run every snippet, rewriting the committed figures
 	$(PY) -m vault.snippets
+
+spread: setup  ## which bound numbers and figures move when the arithmetic runs another way (figures, not a test)
+	$(PY) -m vault.spread $(FILES)
 
 notebooks: setup  ## execute the notebooks in place, so they are committed with outputs
 	$(PY) -m vault.notebooks

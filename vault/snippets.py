@@ -21,13 +21,31 @@ ROOT = Path(__file__).resolve().parent.parent
 SNIPPETS = ROOT / "snippets"
 TIME_LIMIT_S = 120
 # The same numbers on any x86 machine, as far as the libraries allow: one thread (so one summation
-# order) and the AVX2 kernels of PyTorch, MKL, oneDNN, OpenBLAS and OpenCV, not whatever this CPU has.
+# order), the AVX2 kernels of PyTorch, oneDNN, OpenBLAS and OpenCV, not whatever this CPU has, and
+# MKL's COMPATIBLE branch: its AVX2 branch is Intel's alone (an AMD CPU silently gets MKL's own
+# choice, and other numbers). What still moves between machines is measured by `make spread`.
 DETERMINISTIC_ENV = {
     "PYTHONHASHSEED": "0",
     "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-    "ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "AVX2",
     "OPENBLAS_CORETYPE": "Haswell", "OPENCV_CPU_DISABLE": "AVX512-SKX",
 }
+
+
+# A re-made figure may differ from the committed one by anti-aliasing noise (a curve moved by a
+# fraction of a pixel changes pixels by less than a quarter of full scale); a changed digit in a
+# title or a moved curve changes a hundred pixels or more by more than that.
+PIXEL_CHANGE = 0.25
+
+
+def changed_pixels(made: Path, committed: Path) -> int | None:
+    """How many pixels differ by more than PIXEL_CHANGE, or None if the sizes differ."""
+    import matplotlib.image
+    import numpy as np
+    a, b = matplotlib.image.imread(made), matplotlib.image.imread(committed)
+    if a.shape != b.shape:
+        return None
+    return int((np.abs(a - b).max(axis=-1) > PIXEL_CHANGE).sum())
 
 
 def snippet_files() -> list[Path]:
@@ -38,8 +56,8 @@ def snippet_files() -> list[Path]:
 class Zygote:
     """vault/zygote.py, started on first use, one per process that runs snippets."""
 
-    def __init__(self) -> None:
-        env = dict(os.environ, PYTHONPATH=str(SNIPPETS), MPLBACKEND="Agg", **DETERMINISTIC_ENV)
+    def __init__(self, code_path: dict[str, str] | None = None) -> None:
+        env = {**os.environ, "PYTHONPATH": str(SNIPPETS), "MPLBACKEND": "Agg", **DETERMINISTIC_ENV, **(code_path or {})}
         self.proc = subprocess.Popen([sys.executable, "-m", "vault.zygote", str(TIME_LIMIT_S)], cwd=ROOT,
                                      env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         atexit.register(self.stop)
