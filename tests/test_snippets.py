@@ -75,3 +75,34 @@ def test_snippet_runs_and_its_claims_hold(path: Path, tmp_path: Path):
 
 def test_there_are_snippets():
     assert len(snippet_files()) >= 1
+
+
+def copy_of(snippet: str, tmp_path: Path, edit) -> tuple[Path, Path]:
+    """The snippets tree copied under tmp_path, with `edit(source)` applied to one snippet."""
+    import shutil
+    tree = tmp_path / "snippets"
+    shutil.copytree(SNIPPETS, tree, ignore=shutil.ignore_patterns("__pycache__"))
+    path = tree / snippet
+    path.write_text(edit(path.read_text(encoding="utf-8")), encoding="utf-8")
+    return path, tree
+
+
+def test_a_figure_that_no_longer_matches_its_code_fails_naming_the_snippet(tmp_path: Path):
+    # An exact figure, compared pixel by pixel: one digit of its title is now another.
+    path, tree = copy_of("classical-cv/ransac.py", tmp_path, lambda s: s.replace("with 60% outliers", "with 50% outliers"))
+    failure = snippet_failure(path, tree, tmp_path / "exact")
+    assert failure and failure.startswith("snippets/classical-cv/ransac.py makes a figure that differs from "
+                                          "docs/assets/figures/classical-cv/ransac-line.png"), failure
+    assert "RANSAC.md" in failure and "pixels changed" in failure
+
+
+def test_an_inexact_figure_fails_when_its_code_changed_since_it_was_made(tmp_path: Path):
+    # A figure drawn from training is not compared pixel by pixel: the code that drew it must be unchanged.
+    snippet = "notes/identity_mappings.py"
+    assert "exact=False" in (SNIPPETS / snippet).read_text(encoding="utf-8")
+    unchanged, tree = copy_of(snippet, tmp_path / "same", lambda s: s)
+    assert snippet_failure(unchanged, tree, tmp_path / "same" / "out") is None
+    edited, tree = copy_of(snippet, tmp_path / "edited", lambda s: s.replace("torch.manual_seed(0)", "torch.manual_seed(1)", 1))
+    failure = snippet_failure(edited, tree, tmp_path / "edited" / "out")
+    assert failure and failure.startswith(f"snippets/{snippet} has changed since "
+                                          "docs/assets/figures/notes/identity-mappings-gradients.png was made"), failure

@@ -250,4 +250,4 @@ ax2.bar(range(len(names)), [err[n] for n in names], color=["0.5", "tab:orange", 
 ax2.set_yscale("log")
 ax2.set_xticks(range(len(names)), [n.replace(",3x3", "") for n in names], rotation=30, fontsize=8)
 ax2.set(ylabel="relative RMS error, fp32", title="Accuracy in fp32, against fp64")
-save(fig, "cv-deep-learning", "convolution-algorithms")
+save(fig, "cv-deep-learning", "convolution-algorithms", exact=False)

@@ -194,4 +194,4 @@ for ax, pts, title in [(axes[0], real, "real: 8 Gaussians, std 0.05"),
         ax.add_patch(plt.Circle((cx, cy), 3 * STD, fill=False, ec="k", lw=0.6))
     ax.set(title=title, aspect="equal", xlim=(-3, 3), ylim=(-3, 3))
     ax.title.set_fontsize(9)
-save(fig, "cv-deep-learning", "gan-ring-of-gaussians")
+save(fig, "cv-deep-learning", "gan-ring-of-gaussians", exact=False)

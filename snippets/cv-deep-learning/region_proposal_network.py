@@ -390,4 +390,4 @@ axes[0].set_title("9 anchors of one cell (red); positive\nanchors (green); groun
 draw(axes[1], props[:5].tolist(), ec="tab:cyan", lw=1.2)
 draw(axes[1], gt_boxes.tolist(), ec="yellow", lw=2, ls="--")
 axes[1].set_title("top-5 proposals after NMS at 0.7 (cyan)\nfrom the trained tiny RPN", fontsize=9)
-save(fig, "cv-deep-learning", "rpn-anchors-proposals")
+save(fig, "cv-deep-learning", "rpn-anchors-proposals", exact=False)

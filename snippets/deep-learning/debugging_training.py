@@ -230,4 +230,4 @@ ax2.plot(s1, one_shuf, c="tab:purple", lw=1.2, label="shuffled labels (memorised
 ax2.axhline(math.log(C), c="0.5", lw=0.8, ls=":")
 ax2.set(yscale="log", xlabel="step", ylabel="loss on the batch", title="Overfit one batch of 32")
 ax2.legend(fontsize=7, loc="lower left")
-save(fig, "deep-learning", "debugging-training")
+save(fig, "deep-learning", "debugging-training", exact=False)

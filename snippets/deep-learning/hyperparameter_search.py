@@ -201,4 +201,4 @@ for r in (1, 3, 9):
 ax3.set(xscale="log", xlabel="budget (units of 8 steps)", ylabel="validation loss (clipped at 3)",
         title="27 configurations; cuts at 1, 3, 9 units")
 ax3.legend(fontsize=8)
-save(fig, "deep-learning", "hyperparameter-search")
+save(fig, "deep-learning", "hyperparameter-search", exact=False)

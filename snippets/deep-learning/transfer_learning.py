@@ -150,4 +150,4 @@ ax.set(xscale="log", xlabel="labelled target examples", ylabel="target test accu
        title="Transfer vs scratch on a small synthetic target task")
 ax.set_xticks(sizes, [str(s) for s in sizes])
 ax.legend(fontsize=8, loc="lower right")
-save(fig, "deep-learning", "transfer-vs-scratch")
+save(fig, "deep-learning", "transfer-vs-scratch", exact=False)

@@ -145,4 +145,4 @@ for k in range(3):
         if k == 0:
             ax.set_title(name, fontsize=9)
 fig.suptitle("Same layers, same weights count: without skips the 1-px lines and blob edges are lost", fontsize=9)
-save(fig, "detection-and-segmentation", "unet-skips")
+save(fig, "detection-and-segmentation", "unet-skips", exact=False)

@@ -110,4 +110,4 @@ ax.set(xlabel="residual unit l (input side on the left)", ylabel="||dE/dx_l||",
        title=f"Gradient norm through {DEPTH} units at initialisation")
 ax.legend(fontsize=8)
 ax.grid(alpha=0.3)
-save(fig, "notes", "identity-mappings-gradients")
+save(fig, "notes", "identity-mappings-gradients", exact=False)
