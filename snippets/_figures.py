@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 SNIPPETS = Path(__file__).resolve().parent
 DOCS_FIGURES = SNIPPETS.parent / "docs" / "assets" / "figures"
-SOURCES = SNIPPETS / "figure-sources.json"  # figure -> fingerprint of the code that drew it (exact=False only)
+SOURCES = SNIPPETS / "_figure-sources.json"  # figure -> fingerprint of the code that drew it (exact=False only)
 INEXACT_SUFFIX = ".inexact"  # beside a re-made figure in $KB_FIGURE_DIR: the tests then check the fingerprint
 
 

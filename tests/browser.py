@@ -116,9 +116,11 @@ def watch(page, origin: str) -> Visit:
     return visit
 
 
-def settle(page, timeout_ms: int = 15000) -> bool:
-    """Wait until the page's math (typeset at build time) and lazily drawn diagrams are there. False if not."""
-    page.wait_for_load_state("networkidle")
+def settle(page, timeout_ms: int = 15000, network_idle: bool = True) -> bool:
+    """Wait until the page's math (typeset at build time) and lazily drawn diagrams are there. False if not.
+    `network_idle=False` waits for the load event instead of 500 ms without requests: for a caller that
+    keeps the page open long after (requests are recorded whenever they happen)."""
+    page.wait_for_load_state("networkidle" if network_idle else "load")
     try:
         page.wait_for_function(
             """() => [...document.querySelectorAll('.arithmatex')].every(e => e.querySelector('.katex'))

@@ -20,6 +20,27 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def small_vault(dest: Path) -> Path:
+    """A synthetic vault of a few notes with the real configuration, theme, assets and plugin
+    (vault/synthetic.py): for the tests that build a broken copy, in a second or two instead of the
+    real vault's ten."""
+    from vault.synthetic import make_vault
+    return make_vault(dest, notes=6, real_root=ROOT)
+
+
+@pytest.fixture
+def small_project(tmp_path: Path) -> Path:
+    return small_vault(tmp_path / "small")
+
+
+def add_note(project: Path, rel: str, text: str) -> Path:
+    """Write docs/<rel> and list it in its folder's index page, as a contributor would."""
+    path = write(project / "docs" / rel, text)
+    index = path.parent / "index.md"
+    index.write_text(index.read_text(encoding="utf-8") + f"\n1. [[{path.stem}]]\n", encoding="utf-8")
+    return path
+
+
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

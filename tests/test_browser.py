@@ -9,7 +9,7 @@ import pytest
 from vault.vault import Vault
 
 from .browser import Server, build_site, raw_math, settle, watch
-from .conftest import ROOT, write
+from .conftest import ROOT, add_note, small_vault
 
 # (query, the page expected as the first hit). Aliases, including the seed's Russian line, must find their page.
 SEARCHES = [
@@ -160,43 +160,35 @@ FAULTS = {
 
 @pytest.fixture(scope="module")
 def faulty_site(tmp_path_factory):
-    import shutil
-    project = tmp_path_factory.mktemp("faulty")
-    for name in ("docs", "snippets", "overrides"):
-        shutil.copytree(ROOT / name, project / name)
-    shutil.copy(ROOT / "mkdocs.yml", project / "mkdocs.yml")
+    project = small_vault(tmp_path_factory.mktemp("faulty") / "project")
     for name, text in FAULTS.items():
-        write(project / "docs/notes" / name, text)
+        add_note(project, f"section-00/{name}", text)
     server = Server(build_site(project, project / "site"))
     yield server.url
     server.close()
 
 
 def test_a_console_error_is_caught(browser, faulty_site):
-    _, visit = open_page(browser, faulty_site + "notes/missing-figure/", faulty_site, settle_ms=3000)
+    _, visit = open_page(browser, faulty_site + "section-00/missing-figure/", faulty_site, settle_ms=3000)
     assert any("404" in e for e in visit.console_errors), visit.console_errors
 
 
-def test_invalid_math_fails_the_build_naming_page_and_line(tmp_path):
-    import shutil
-    project = tmp_path / "project"
-    for name in ("docs", "snippets", "overrides"):
-        shutil.copytree(ROOT / name, project / name)
-    shutil.copy(ROOT / "mkdocs.yml", project / "mkdocs.yml")
-    write(project / "docs/notes/Broken math.md",
-          "# Broken math\n\nSome text.\n\nAn undefined macro: $\\notamacro{x}$.\n")
+def test_invalid_math_fails_the_build_naming_page_and_line(small_project):
+    project = small_project
+    add_note(project, "section-00/Broken math.md",
+             "# Broken math\n\nSome text.\n\nAn undefined macro: $\\notamacro{x}$.\n")
     import os
     import subprocess
     import sys
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(project / "site")],
                           cwd=project, env=dict(os.environ, NO_MKDOCS_2_WARNING="1"), capture_output=True, text=True)
     assert proc.returncode != 0
-    expected = "notes/Broken math.md:5: KaTeX parse error: Undefined control sequence: \\notamacro"
+    expected = "section-00/Broken math.md:5: KaTeX parse error: Undefined control sequence: \\notamacro"
     assert expected in proc.stderr, proc.stderr[-2000:]
 
 
 def test_unrendered_math_is_caught(browser, faulty_site):
-    page, _ = open_page(browser, faulty_site + "notes/raw-math/", faulty_site, settle_ms=3000)
+    page, _ = open_page(browser, faulty_site + "section-00/raw-math/", faulty_site, settle_ms=3000)
     assert raw_math(page) == ["$$"]
 
 

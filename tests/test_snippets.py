@@ -13,7 +13,7 @@ from vault.snippets import ROOT, SNIPPETS, changed_pixels, run, snippet_files
 from vault.vault import Vault
 
 FIGURES = ROOT / "docs" / "assets" / "figures"
-SOURCES = SNIPPETS / "figure-sources.json"  # what drew each inexact figure (snippets/_figures.py)
+SOURCES = SNIPPETS / "_figure-sources.json"  # what drew each inexact figure (snippets/_figures.py)
 INEXACT_SUFFIX = ".inexact"
 MAX_CHANGED_PIXELS = 10
 
@@ -89,7 +89,8 @@ def copy_of(snippet: str, tmp_path: Path, edit) -> tuple[Path, Path]:
 
 def test_a_figure_that_no_longer_matches_its_code_fails_naming_the_snippet(tmp_path: Path):
     # An exact figure, compared pixel by pixel: one digit of its title is now another.
-    path, tree = copy_of("classical-cv/ransac.py", tmp_path, lambda s: s.replace("with 60% outliers", "with 50% outliers"))
+    path, tree = copy_of("classical-cv/ransac.py", tmp_path,
+                         lambda s: s.replace("with 60% outliers", "with 50% outliers"))
     failure = snippet_failure(path, tree, tmp_path / "exact")
     assert failure and failure.startswith("snippets/classical-cv/ransac.py makes a figure that differs from "
                                           "docs/assets/figures/classical-cv/ransac-line.png"), failure
@@ -102,7 +103,8 @@ def test_an_inexact_figure_fails_when_its_code_changed_since_it_was_made(tmp_pat
     assert "exact=False" in (SNIPPETS / snippet).read_text(encoding="utf-8")
     unchanged, tree = copy_of(snippet, tmp_path / "same", lambda s: s)
     assert snippet_failure(unchanged, tree, tmp_path / "same" / "out") is None
-    edited, tree = copy_of(snippet, tmp_path / "edited", lambda s: s.replace("torch.manual_seed(0)", "torch.manual_seed(1)", 1))
+    edited, tree = copy_of(snippet, tmp_path / "edited",
+                           lambda s: s.replace("torch.manual_seed(0)", "torch.manual_seed(1)", 1))
     failure = snippet_failure(edited, tree, tmp_path / "edited" / "out")
     assert failure and failure.startswith(f"snippets/{snippet} has changed since "
                                           "docs/assets/figures/notes/identity-mappings-gradients.png was made"), failure

@@ -11,7 +11,7 @@ from pathlib import Path
 from vault.source import Source, mask_code
 from vault.wikilinks import LinkIndex, find_wikilinks, render
 
-from .conftest import write
+from .conftest import add_note
 
 
 def test_mask_code_blanks_fences_and_inline_code_only():
@@ -78,48 +78,50 @@ difficulty: junior
 
 # A test page?
 
-Prose link to [[RANSAC#How many trials]] and inline code `a[[0]]` and `y = [[RANSAC]]`.
+Prose link to [[Synthetic note 00001#Deep dive]] and inline code `a[[0]]` and `y = [[Synthetic note 00001]]`.
 
 ```python
-y = [[RANSAC]]
+y = [[Synthetic note 00001]]
 z = a[[0]]
 ```
 """
 
 
 def add_page(project: Path, body: str) -> None:
-    write(project / "docs/notes/Test page.md", body)
-    index = project / "docs/notes/index.md"
-    index.write_text(index.read_text(encoding="utf-8") + "\n- [[Test page]]\n", encoding="utf-8")
+    add_note(project, "section-01/Test page.md", body)
 
 
-def test_build_keeps_code_literal_and_links_prose(project):
+def test_build_keeps_code_literal_and_links_prose(small_project):
+    project = small_project
     add_page(project, PAGE)
     proc = build(project)
     assert proc.returncode == 0, proc.stderr
-    html = (project / "site/notes/test-page/index.html").read_text(encoding="utf-8")
+    html = (project / "site/section-01/test-page/index.html").read_text(encoding="utf-8")
     code_blocks = re.findall(r"<code[^>]*>.*?</code>", html, re.S)
     code_text = re.sub(r"<[^>]+>", "", "".join(code_blocks))
-    assert "y = [[RANSAC]]" in code_text and "a[[0]]" in code_text
+    assert "y = [[Synthetic note 00001]]" in code_text and "a[[0]]" in code_text
     # Material adds line anchors (#__codelineno-…) to code; no other link may appear inside code.
     assert not any(re.search(r'<a [^>]*href="(?!#__codelineno)', block) for block in code_blocks)
     # The prose link lands on the heading id MkDocs generated on the target page.
-    link = re.search(r'<a href="([^"]+)">RANSAC › How many trials</a>', html)
-    assert link and link.group(1) == "../../classical-cv/ransac/#how-many-trials"
-    target = (project / "site/classical-cv/ransac/index.html").read_text(encoding="utf-8")
-    assert 'id="how-many-trials"' in target
+    link = re.search(r'<a href="([^"]+)">Synthetic note 00001 › Deep dive</a>', html)
+    assert link and link.group(1) == "../synthetic-note-00001/#deep-dive"
+    target = (project / "site/section-01/synthetic-note-00001/index.html").read_text(encoding="utf-8")
+    assert 'id="deep-dive"' in target
     # ...and the target lists the test page under "Linked from".
     backlinks = target[target.index('id="linked-from"'):]
-    assert re.search(r'<a href="../../notes/test-page/">Test page</a>', backlinks)
+    assert re.search(r'<a href="../test-page/">Test page</a>', backlinks)
 
 
-def test_build_fails_on_broken_wikilinks_naming_each(project):
+def test_build_fails_on_broken_wikilinks_naming_each(small_project):
     # Both kinds of broken link in one build: the strict build reports every warning before it fails.
-    add_page(project, PAGE.replace("[[RANSAC#How many trials]]", "[[Nowhere]] and [[RANSAC#No such heading]]"))
+    project = small_project
+    add_page(project, PAGE.replace("[[Synthetic note 00001#Deep dive]]",
+                                   "[[Nowhere]] and [[Synthetic note 00001#No such heading]]"))
     proc = build(project)
     assert proc.returncode != 0
-    for message in (r"docs/notes/Test page.md:9: wikilink \[\[Nowhere\]\] matches no note",
-                    r"docs/notes/Test page.md:9: wikilink \[\[RANSAC#No such heading\]\]: RANSAC has no heading"):
+    for message in (r"docs/section-01/Test page.md:9: wikilink \[\[Nowhere\]\] matches no note",
+                    r"docs/section-01/Test page.md:9: wikilink \[\[Synthetic note 00001#No such heading\]\]: "
+                    r"Synthetic note 00001 has no heading"):
         assert re.search(message, proc.stderr), proc.stderr
 
 

@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from .claims import LOG_ENV, SURVEY_ENV, allowed
-from .snippets import ROOT, SNIPPETS, Zygote, changed_pixels, snippet_files
+from .snippets import SNIPPETS, Zygote, changed_pixels, snippet_files
 
 # The ways another x86 machine may compute what the pinned path computes here. MKL's AVX2 branch is
 # what it runs on an Intel CPU when asked for AVX2, and its own choice elsewhere; oneDNN (PyTorch's
@@ -75,8 +75,10 @@ def report(runs: dict[str, dict], work: Path) -> list[str]:
             other = work / name / "figures" / rel
             if name != "pinned" and other.is_file():
                 changed = changed_pixels(other, made)
-                if changed is None or changed > 0:
-                    figures.append(f"- {rel}: {name} changes {changed if changed is not None else 'the size of'} pixels")
+                if changed is None:
+                    figures.append(f"- {rel}: {name} changes its size")
+                elif changed > 0:
+                    figures.append(f"- {rel}: {name} changes {changed} pixels")
     return lines + ["", "Figures that differ from the pinned path's:"] + (figures or ["- none"])
 
 
