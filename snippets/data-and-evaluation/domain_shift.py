@@ -112,7 +112,7 @@ ref, same_camera, new = embed(x_src[:200]), embed(x_src[200:]), embed(x_tgt[:200
 mmd_same, p_same, null_same = mmd_test(ref, same_camera)
 mmd_new, p_new, null_new = mmd_test(ref, new)
 auc_same, auc_new = domain_auc(ref, same_camera), domain_auc(ref, new)
-claim("0.69", p_same), claim("0.005", p_new)              # 0.005 = 1/201: no shuffled value reached it
+claim("0.67–0.70", p_same), claim("0.005", p_new)              # 0.005 = 1/201: no shuffled value reached it
 claim("0.009", null_new.max()), claim("0.42", mmd_new)     # nor came near: largest shuffled value, observed
 claim("0.42", auc_same), claim("1.00", auc_new)
 assert p_same > 0.05 and p_new < 0.01 and auc_new > 0.95
@@ -152,10 +152,12 @@ own = lambda x: (x - x.mean()) / x.std() * std + mean
 acc["new camera, input re-standardised"] = accuracy(model, own(x_tgt), y_tgt)
 acc["soft lens, input re-standardised"] = accuracy(model, own(x_tgt_soft), y_tgt)
 gap_closed = lambda before, after: (acc[after] - acc[before]) / (acc["old camera"] - acc[before])
-claim("97.5%", acc["old camera"]), claim("29.5%", acc["new camera"]), claim("11.1%", acc["soft lens"])
-claim("96.0%", acc["new camera + AdaBN"]), claim("90.9%", acc["soft lens + AdaBN"])
-claim("94.0%", acc["new camera, input re-standardised"]), claim("85.4%", acc["soft lens, input re-standardised"])
-claim("98%", gap_closed("new camera", "new camera + AdaBN")), claim("92%", gap_closed("soft lens", "soft lens + AdaBN"))
+claim("97.5%", acc["old camera"]), claim("28.9–31.5%", acc["new camera"]), claim("10.8–12.1%", acc["soft lens"])
+claim("96.0%", acc["new camera + AdaBN"]), claim("90.7–91.6%", acc["soft lens + AdaBN"])
+claim("93.8–94.3%", acc["new camera, input re-standardised"])
+claim("84.9–87.4%", acc["soft lens, input re-standardised"])
+claim("98%", gap_closed("new camera", "new camera + AdaBN"))
+claim("91–94%", gap_closed("soft lens", "soft lens + AdaBN"))
 assert acc["soft lens + AdaBN"] < acc["old camera"] - 0.05          # blur changes content, not only statistics
 assert acc["new camera + AdaBN"] > acc["new camera, input re-standardised"]
 # Paired on the same target images: right under AdaBN and wrong with the input re-standardised, and the reverse.
@@ -169,13 +171,14 @@ def sign_test(wins: int, losses: int) -> float:
 
 ada, inp = right(adapted, x_tgt), right(model, own(x_tgt))
 ada_soft, inp_soft = right(adapted_soft, x_tgt_soft), right(model, own(x_tgt_soft))
-claim("9 images", (ada & ~inp).sum()), claim("1 image", (~ada & inp).sum())
-claim("23 against", (ada_soft & ~inp_soft).sum()), claim("1 image", (~ada_soft & inp_soft).sum())
-claim("0.02", sign_test((ada & ~inp).sum(), (~ada & inp).sum()))
+claim("9 images", (ada & ~inp).sum()), claim("at most 3", (~ada & inp).sum())
+assert (ada & ~inp).sum() > (~ada & inp).sum()                     # AdaBN ahead with mild blur too...
+claim("under 0.1", sign_test((ada & ~inp).sum(), (~ada & inp).sum()))   # ...but by too few pairs to be sure
+claim("18–24 against", (ada_soft & ~inp_soft).sum()), claim("1 image", (~ada_soft & inp_soft).sum())
 assert sign_test((ada_soft & ~inp_soft).sum(), (~ada_soft & inp_soft).sum()) < 0.001
 # Networks stay confident on shifted inputs: mean top-class probability, old camera and new.
 confidence = lambda x: predict(model, norm(x)).max(1).values.mean().item()
-claim("0.97", confidence(x_src)), claim("0.78", confidence(x_tgt))
+claim("0.97", confidence(x_src)), claim("0.76–0.79", confidence(x_tgt))
 claim("±0.8 points", 100 * np.sqrt(acc["old camera"] * (1 - acc["old camera"]) / len(y_src)))   # its standard error
 claim("2.1%", np.sqrt(0.9 * 0.1 / 200))          # the standard error of an accuracy near 90% on 200 labels
 for k, v in acc.items():
@@ -184,12 +187,13 @@ for k, v in acc.items():
 
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1, 1.3]})
 fig.subplots_adjust(wspace=0.25)
-for null, observed, p, colour, name in [(null_same, mmd_same, p_same, "C0", "old vs old camera"),
-                                       (null_new, mmd_new, p_new, "C3", "old vs new camera")]:
+# The p-values in the legend are the page's texts (claimed above): the trained model moves between machines.
+for null, observed, p, colour, name in [(null_same, mmd_same, "0.67–0.70", "C0", "old vs old camera"),
+                                       (null_new, mmd_new, "0.005", "C3", "old vs new camera")]:
     # Each test has its own null: its own pooled sample, and its own kernel bandwidth (median heuristic).
     ax1.hist(null, bins=np.linspace(-0.004, 0.01, 29), histtype="step", color=colour, lw=1.5,
              label=f"{name}: null (labels shuffled)")
-    ax1.axvline(observed, c=colour, ls="--", lw=1.5, label=f"{name}: observed, p = {p:.2g}")
+    ax1.axvline(observed, c=colour, ls="--", lw=1.5, label=f"{name}: observed, p = {p}")
 ax1.set_xscale("symlog", linthresh=1e-2)
 ax1.set(xlabel="MMD² of penultimate-layer features (symlog)", ylabel="permutations", ylim=(0, 75),
         title="Two-sample tests on 200 + 200 images")
@@ -203,4 +207,4 @@ ax2.set_xticks(np.arange(2) + 0.27, ["new camera (tone, noise, mild blur)", "sam
 ax2.set(ylabel="test accuracy on the new camera (%)", ylim=(0, 125), yticks=range(0, 101, 20),
         title="What re-estimating statistics recovers")
 ax2.legend(fontsize=8, loc="upper left", ncol=2)
-save(fig, "data-and-evaluation", "domain-shift")
+save(fig, "data-and-evaluation", "domain-shift", exact=False)
