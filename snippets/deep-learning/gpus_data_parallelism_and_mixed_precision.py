@@ -75,13 +75,14 @@ for name in OPS:
     print(f"{name:40s} intensity {intensity[name]:8.2f} FLOP/B  attainable {attainable[name] / 1e12:7.2f} TFLOP/s")
 
 # --8<-- [start:cpu]
-def best_time(f, reps: int = 5) -> float:
+def best_time(f, reps: int = 10) -> float:
+    """The best of `reps` runs in this thread's CPU time: time the core spent on other processes is not counted."""
     f()
     times = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         f()
-        times.append(time.perf_counter() - t0)
+        times.append(time.thread_time() - t0)
     return min(times)
 
 
@@ -91,8 +92,8 @@ out = torch.empty_like(x)
 matmul_flops = 2 * 512**3 / best_time(lambda: torch.mm(a, b))
 add_flops = x.numel() / best_time(lambda: torch.add(x, x, out=out))
 cpu_ratio = matmul_flops / add_flops
-assert cpu_ratio > 20                # the same roofline on one CPU core: the add waits on memory
-claim("more than 20", cpu_ratio)
+assert cpu_ratio > 5                 # the same roofline on one CPU core: the add waits on memory
+claim("more than 5", cpu_ratio)      # how much more depends on the matmul kernel MKL picks
 # --8<-- [end:cpu]
 print(f"CPU: matmul {matmul_flops / 1e9:.1f} GFLOP/s, add {add_flops / 1e9:.2f} GFLOP/s, ratio {cpu_ratio:.0f}")
 
@@ -145,8 +146,8 @@ assert (stored(g, torch.float16, 2.0**16).abs() < 65504).all()  # this scale doe
 rel_err = lambda s: ((s - g).abs() / g.abs()).median().item()   # noqa: E731
 err_f16_scaled, err_bf16 = rel_err(stored(g, torch.float16, 2.0**16)), rel_err(stored(g, torch.bfloat16))
 assert err_bf16 > 4 * err_f16_scaled                             # bf16: range of fp32, 3 fewer bits
-claim("3.6%", lost[1.0])
-claim("0.17%", lost[2.0**16])
+claim("3.4–3.7%", lost[1.0])
+claim("0.16–0.19%", lost[2.0**16])
 claim("1.3%", lost[2.0**10])
 claim("1.7\\times10^{-4}", err_f16_scaled)
 claim("1.4\\times10^{-3}", err_bf16)
