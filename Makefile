@@ -32,6 +32,7 @@ check: setup  ## lint, fast contribution checks, then the strict build
 test: setup $(NODE_STAMP)  ## the whole suite: lint, workflow audit, checks, strict build, snippets, notebooks, browser tests (axe-core from npm)
 	$(VENV)/bin/ruff check $(RUFF_PATHS)
 	$(VENV)/bin/zizmor --offline .github/workflows
+	$(PY) -m vault.check --no-build  # a few seconds: prints how many numbers are bound, on how many pages
 	$(PY) -m pytest -n 2  # includes `make check` on the real vault (tests/test_check.py), in parallel with the rest
 
 build: setup  ## the static site in site/

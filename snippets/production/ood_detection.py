@@ -162,7 +162,7 @@ for ax, name in zip(axes, ("energy", "Mahalanobis")):
            xlabel="score (higher = more in-distribution)", yticks=[])
     ax.title.set_fontsize(9)
 axes[0].legend(fontsize=7, loc="upper left")
-save(fig, "production", "ood-scores")
+save(fig, "production", "ood-scores", exact=False)
 
 for name, (near, far) in table.items():
     print(f"{name:22s} AUROC near {near:.3f} far {far:.3f}")
