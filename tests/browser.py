@@ -121,6 +121,8 @@ def settle(page, timeout_ms: int = 15000, network_idle: bool = True) -> bool:
     `network_idle=False` waits for the load event instead of 500 ms without requests: for a caller that
     keeps the page open long after (requests are recorded whenever they happen)."""
     page.wait_for_load_state("networkidle" if network_idle else "load")
+    # Diagrams are drawn when the first one nears the viewport (kb.js), as a reader scrolls to it.
+    page.evaluate("() => { const d = document.querySelector('div.kb-mermaid'); if (d) d.scrollIntoView(); }")
     try:
         page.wait_for_function(
             """() => [...document.querySelectorAll('.arithmatex')].every(e => e.querySelector('.katex'))

@@ -83,6 +83,22 @@ def test_the_search_index_loads_only_when_a_reader_searches(browser, site):
     context.close()
 
 
+def test_mermaid_loads_only_when_a_diagram_nears_the_viewport(browser, site):
+    url, _ = site
+    context = browser.new_context(viewport={"width": 412, "height": 823})  # a phone, as Lighthouse's
+    page = context.new_page()
+    fetched = []
+    context.on("request", lambda r: fetched.append(r.url))
+    page.goto(url + "deep-learning/backpropagation/")
+    page.wait_for_load_state("networkidle")
+    assert not [u for u in fetched if "mermaid" in u], fetched
+    assert page.locator("div.kb-mermaid svg").count() == 0
+    page.locator("div.kb-mermaid").first.scroll_into_view_if_needed()
+    page.wait_for_function("() => [...document.querySelectorAll('div.kb-mermaid')].every(d => d.querySelector('svg'))")
+    assert [u for u in fetched if u.endswith("mermaid/mermaid.min.js")]
+    context.close()
+
+
 def test_math_renders(browser, site):
     url, _ = site
     page, visit = open_page(browser, url + "classical-cv/ransac/", url)

@@ -28,6 +28,24 @@
     document.head.appendChild(link);
   }
 
+  // Mermaid is a megabyte of script that keeps a phone's main thread busy for most of a second: it
+  // loads when the first diagram comes within a screen of the viewport, not with the page. Then every
+  // diagram of the page is drawn, so that none is blank when the reader scrolls on.
+  var nearObserver = null;
+
+  function renderDiagramsWhenNear() {
+    if (nearObserver) nearObserver.disconnect();
+    var blocks = document.querySelectorAll("div.kb-mermaid:not([data-processed])");
+    if (!blocks.length) return;
+    if (!("IntersectionObserver" in window)) return renderDiagrams();
+    nearObserver = new IntersectionObserver(function (entries) {
+      if (!entries.some(function (e) { return e.isIntersecting; })) return;
+      nearObserver.disconnect();
+      renderDiagrams();
+    }, { rootMargin: "100% 0px" });
+    blocks.forEach(function (el) { nearObserver.observe(el); });
+  }
+
   function renderDiagrams() {
     var blocks = document.querySelectorAll("div.kb-mermaid:not([data-processed])");
     if (!blocks.length) return;
@@ -100,7 +118,7 @@
   function renderPage() {
     accessible();
     mathStyles();
-    renderDiagrams();
+    renderDiagramsWhenNear();
     startPractice();
   }
 
