@@ -172,10 +172,13 @@ def sign_test(wins: int, losses: int) -> float:
 ada, inp = right(adapted, x_tgt), right(model, own(x_tgt))
 ada_soft, inp_soft = right(adapted_soft, x_tgt_soft), right(model, own(x_tgt_soft))
 claim("9 images", (ada & ~inp).sum()), claim("at most 3", (~ada & inp).sum())
+claim("18–24", (ada_soft & ~inp_soft).sum()), claim("1 image", (~ada_soft & inp_soft).sum())
+p_soft = sign_test((ada_soft & ~inp_soft).sum(), (~ada_soft & inp_soft).sum())
+p_mild = sign_test((ada & ~inp).sum(), (~ada & inp).sum())
+claim("under 0.001", p_soft)
 assert (ada & ~inp).sum() > (~ada & inp).sum()                     # AdaBN ahead with mild blur too...
-claim("under 0.1", sign_test((ada & ~inp).sum(), (~ada & inp).sum()))   # ...but by too few pairs to be sure
-claim("18–24 against", (ada_soft & ~inp_soft).sum()), claim("1 image", (~ada_soft & inp_soft).sum())
-assert sign_test((ada_soft & ~inp_soft).sum(), (~ada_soft & inp_soft).sum()) < 0.001
+claim("under 0.15", p_mild)                     # ...but on few pairs: 9 against 0, 1, 2, 3 give p = 0.004,
+assert p_mild > 10 * p_soft                     # 0.021, 0.065, 0.146; far weaker evidence than the softer lens's
 # Networks stay confident on shifted inputs: mean top-class probability, old camera and new.
 confidence = lambda x: predict(model, norm(x)).max(1).values.mean().item()
 claim("0.97", confidence(x_src)), claim("0.76–0.79", confidence(x_tgt))

@@ -157,12 +157,13 @@ claim("over 93%", s["same pipeline"]["accuracy"]), claim("100.0%", c["same pipel
 # Wrong constants shift and rescale every channel: few predictions flip, but the probabilities move.
 claim("under 2.1%", s[IMAGENET]["changed"]), claim("0.2%", c[IMAGENET]["changed"])
 claim("0.011–0.038", s[IMAGENET]["prob shift"]), claim("0.036", c[IMAGENET]["prob shift"])
-# BGR: harmless where colour is noise, ruinous where colour is the label.
+# BGR: mild where colour is noise (the shape model uses colour a little), ruinous where colour is the label.
 claim("under 9%", s[BGR]["changed"]), claim("54.7–54.9%", c[BGR]["changed"])
+assert s[BGR]["changed"] > 0.005                   # some shape predictions flip: that model uses colour a little
 claim("less than 5 points", 100 * (s["same pipeline"]["accuracy"] - s[BGR]["accuracy"]))  # the accuracy lost
 claim("45.1–45.3%", c[BGR]["accuracy"])
 # No / 255: every input about 255 times too large. Wrong on both tasks, and certain.
-claim("over 6%", s[NO_SCALE]["changed"]), claim("19–26%", c[NO_SCALE]["changed"])
+claim("over 10%", s[NO_SCALE]["changed"]), claim("19–26%", c[NO_SCALE]["changed"])
 assert s[NO_SCALE]["changed"] > max(s[IMAGENET]["changed"], s[BGR]["changed"])   # the worst skew for shapes
 claim("74–81%", c[NO_SCALE]["accuracy"])
 assert all(m[NO_SCALE]["accuracy"] < m["same pipeline"]["accuracy"] for m in (s, c))   # accuracy falls on both
