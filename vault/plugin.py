@@ -19,7 +19,7 @@ from mkdocs.plugins import BasePlugin, CombinedEvent, event_priority
 from mkdocs.structure.files import File, Files
 from mkdocs.utils import get_relative_url
 
-from . import anki, csp, htmlcheck, practice
+from . import anki, csp, htmlcheck, notebook_assets, practice
 from . import math as site_math
 from .a11y import empty_headers_as_cells
 from .cards import collect as collect_cards
@@ -177,7 +177,12 @@ class VaultPlugin(BasePlugin):
         hrefs = {c.uri: get_relative_url(files.get_file_from_path(c.uri).url, page.url) for c in self.cards}
         return html_text + practice.practice_data(self.cards, hrefs)
 
-    on_page_content = CombinedEvent(_check_html, _practice_data)
+    def _notebook_assets(self, html_text: str, page, config, files):
+        if not page.file.src_uri.endswith(".ipynb"):
+            return html_text
+        return notebook_assets.extract(html_text, Path(config["site_dir"]), page.file.dest_uri)
+
+    on_page_content = CombinedEvent(_check_html, _practice_data, _notebook_assets)
 
     @staticmethod
     def meta_line(meta: dict) -> str:

@@ -1,0 +1,75 @@
+"""A notebook page's heavy parts as files beside it, instead of text in its HTML.
+
+nbconvert writes JupyterLab's whole stylesheet (about 590 KB) into every notebook page, and every
+output figure as `<img src="data:image/png;base64,...">`: the Crops lab page was 1.1 MB of HTML that
+a phone must download and parse before it paints any text. Here
+- the page's <style> blocks become one stylesheet under assets/stylesheets/, named by its hash, so
+  that every notebook page shares one cached file;
+- each PNG becomes `output-<hash>.png` beside the page, loaded lazily, with the width and height
+  read from its header so that nothing shifts as it arrives.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import posixpath
+import re
+import struct
+from pathlib import Path
+
+STYLE_RE = re.compile(r"<style\b[^>]*>(.*?)</style>", re.S | re.I)
+DATA_PNG_RE = re.compile(r'<img\b([^>]*?)\ssrc="data:image/png;base64,([A-Za-z0-9+/=\s]+)"([^>]*?)\s*/?>')
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+STYLESHEETS = "assets/stylesheets"
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the IHDR chunk, or None if `data` is not a PNG."""
+    if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">II", data[16:24])
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def extract_styles(html: str, site_dir: Path, page_dir: str) -> str:
+    """The <style> blocks, in their order, as one linked stylesheet where the first one was."""
+    blocks = STYLE_RE.findall(html)
+    if not blocks:
+        return html
+    css = "\n".join(blocks).encode("utf-8")
+    rel = f"{STYLESHEETS}/notebook-{digest(css)}.css"
+    (site_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+    (site_dir / rel).write_bytes(css)
+    link = f'<link rel="stylesheet" href="{posixpath.relpath(rel, page_dir or ".")}">'
+    first = STYLE_RE.search(html)
+    rest = STYLE_RE.sub("", html[first.end():])
+    return html[:first.start()] + link + rest
+
+
+def extract_images(html: str, page_dir: Path) -> str:
+    """Each embedded PNG written to `page_dir` and linked by its file name."""
+    def one(m: re.Match) -> str:
+        before, payload, after = m.groups()
+        try:
+            data = base64.b64decode(re.sub(r"\s+", "", payload), validate=True)
+        except binascii.Error:
+            return m.group(0)
+        size = png_size(data)
+        if size is None:
+            return m.group(0)
+        name = f"output-{digest(data)}.png"
+        page_dir.mkdir(parents=True, exist_ok=True)
+        (page_dir / name).write_bytes(data)
+        extra = "" if re.search(r"\swidth=", before + after) else f' width="{size[0]}" height="{size[1]}"'
+        return f'<img{before} src="{name}"{after}{extra} loading="lazy" decoding="async">'
+    return DATA_PNG_RE.sub(one, html)
+
+
+def extract(html: str, site_dir: Path, dest_uri: str) -> str:
+    """A notebook page's HTML with its stylesheet and figures moved to files of the built site."""
+    page_dir = posixpath.dirname(dest_uri)
+    return extract_images(extract_styles(html, site_dir, page_dir), site_dir / page_dir)
