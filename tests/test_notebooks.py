@@ -32,3 +32,17 @@ def test_notebooks_render_on_the_site_with_their_outputs(site):
         assert "data:image/png" not in html and "<style" not in html, f"{uri}: inline figure or style left"
         sheets = re.findall(r'<link rel="stylesheet" href="([^"]*notebook-[0-9a-f]{16}\.css)">', html)
         assert len(sheets) == 1 and (page.parent / sheets[0]).resolve().is_file(), sheets
+
+
+def test_a_notebook_keeps_the_style_rules_its_classes_can_match():
+    from vault.notebook_assets import used_rules
+    css = """:root { --x: 1 } .jp-Cell { a: 1 } .jp-Widget, .jp-Cell > .jp-Out { b: 2 } .jp-Widget { c: 3 }
+             .jp-Cell:not(.jp-Hidden) { d: 4 } :is(.jp-Widget, .jp-Cell) { e: 5 } a[href$=".css"] { f: 6 }
+             .md-typeset__scrollwrap .jp-Cell { g: 7 }
+             @media (max-width: 10px) { .jp-Widget { h: 8 } .jp-Cell { i: 9 } }
+             @font-face { font-family: F }"""
+    kept = used_rules(css, {"jp-Cell", "jp-Out"})
+    for kept_value in ("--x: 1", "a: 1", "b: 2", "d: 4", "e: 5", "f: 6", "g: 7", "i: 9", "font-family: F"):
+        assert kept_value in kept, kept_value
+    for dropped in ("c: 3", "h: 8"):
+        assert dropped not in kept, dropped
