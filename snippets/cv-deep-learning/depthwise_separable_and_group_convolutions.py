@@ -123,8 +123,8 @@ claim("2–7×", speedup)                                 # against 8.4x fewer F
 dw_flop_share = flops(depthwise, x) / flops(separable, x)
 dw_time_share = ms["depthwise"] / (ms["depthwise"] + ms["pointwise"])
 claim("6.6%", dw_flop_share)
-claim("15–70%", dw_time_share)                         # the cheap layer takes a large share of the time:
-assert dw_time_share > 2 * dw_flop_share               # over twice its share of the FLOPs
+claim("8–70%", dw_time_share)                          # the cheap layer takes more than its share of the
+assert dw_time_share > 1.2 * dw_flop_share             # time: 17-38% idle, 11% with the other core busy
 claim("at most 10×", ms["standard"] / ms["groups=64"])  # 64x fewer FLOPs buy a small fraction of that
 
 
