@@ -19,10 +19,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from vault.snippets import FIGURE_SOURCES as SOURCES  # noqa: E402
+from vault.snippets import INEXACT_SUFFIX  # noqa: E402
+
 SNIPPETS = Path(__file__).resolve().parent
 DOCS_FIGURES = SNIPPETS.parent / "docs" / "assets" / "figures"
-SOURCES = SNIPPETS / "_figure-sources.json"  # figure -> fingerprint of the code that drew it (exact=False only)
-INEXACT_SUFFIX = ".inexact"  # beside a re-made figure in $KB_FIGURE_DIR: the tests then check the fingerprint
 
 
 def fingerprint(snippet: Path) -> str:

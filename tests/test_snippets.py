@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 
 from vault.claims import inclusions, read_proof
-from vault.snippets import ROOT, SNIPPETS, changed_pixels, run, snippet_files
+from vault.snippets import FIGURE_SOURCES as SOURCES
+from vault.snippets import INEXACT_SUFFIX, ROOT, SNIPPETS, changed_pixels, run, snippet_files
 from vault.vault import Vault
 
 FIGURES = ROOT / "docs" / "assets" / "figures"
-SOURCES = SNIPPETS / "_figure-sources.json"  # what drew each inexact figure (snippets/_figures.py)
-INEXACT_SUFFIX = ".inexact"
 MAX_CHANGED_PIXELS = 10
 
 

@@ -157,7 +157,7 @@ def claim(text: str, value, *, tol: float | None = None, rel: float | None = Non
     if log:
         with open(log, "a", encoding="utf-8") as f:
             f.write(json.dumps({"file": caller.f_code.co_filename, "line": caller.f_lineno, "text": text,
-                                "value": number, "ok": ok}) + "\n")
+                                "value": number, "allows": str(interval), "ok": ok}) + "\n")
     if not ok and not os.environ.get(SURVEY_ENV):
         raise ClaimError(f"claim {text!r} (line {caller.f_lineno}): the code computes {number:.6g}, "
                          f"but the text allows {interval}")

@@ -19,6 +19,10 @@ from .claims import LOG_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 SNIPPETS = ROOT / "snippets"
+# Figures saved with exact=False (snippets/_figures.py): the fingerprint of the code that drew each,
+# written by `make figures`, and the marker beside a re-made one that asks the tests to compare it.
+FIGURE_SOURCES = SNIPPETS / "_figure-sources.json"
+INEXACT_SUFFIX = ".inexact"
 TIME_LIMIT_S = 120
 # The same numbers on any x86 machine, as far as the libraries allow: one thread (so one summation
 # order), the AVX2 kernels of PyTorch, oneDNN, OpenBLAS and OpenCV, not whatever this CPU has, and

@@ -17,8 +17,8 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from .claims import LOG_ENV, SURVEY_ENV, allowed
-from .snippets import SNIPPETS, Zygote, changed_pixels, snippet_files
+from .claims import LOG_ENV, SURVEY_ENV
+from .snippets import INEXACT_SUFFIX, SNIPPETS, Zygote, changed_pixels, snippet_files
 
 # The ways another x86 machine may compute what the pinned path computes here. MKL's AVX2 branch is
 # what it runs on an Intel CPU when asked for AVX2, and its own choice elsewhere; oneDNN (PyTorch's
@@ -62,7 +62,8 @@ def report(runs: dict[str, dict], work: Path) -> list[str]:
         for (line, text), by_path in sorted(values.items()):
             if all(ok for oks in by_path_ok[(line, text)].values() for ok in oks):
                 continue
-            interval = allowed(text)  # before the claim's own tol or rel, if it has one
+            interval = next(c["allows"] for run in runs.values() for c in run[rel]["claims"]
+                            if (c["line"], c["text"]) == (line, text))
             cells = [", ".join(f"{v:.4g}" for v in by_path.get(name, [])) or "—" for name in runs]
             lines.append(f"| {rel} | {line} | {text} | {interval} | " + " | ".join(cells) + " |")
         for name, run in runs.items():
@@ -71,7 +72,7 @@ def report(runs: dict[str, dict], work: Path) -> list[str]:
     figures = []
     for made in sorted((work / "pinned" / "figures").rglob("*.png")):
         rel = made.relative_to(work / "pinned" / "figures")
-        if made.with_suffix(".inexact").is_file():  # saved with exact=False: the tests check its code instead
+        if made.with_suffix(INEXACT_SUFFIX).is_file():  # saved with exact=False: the tests check its code instead
             continue
         for name in runs:
             other = work / name / "figures" / rel
