@@ -161,12 +161,18 @@ def _cell_math(cell: str, one) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=1)
+def _latex_to_text():
+    # One converter per process: building one loads pylatexenc's macro tables (about 1 ms each).
+    from pylatexenc.latex2text import LatexNodes2Text
+    return LatexNodes2Text(math_mode="verbatim")
+
+
 @functools.lru_cache(maxsize=None)
 def readable(tex: str) -> str:
     """A formula as plain Unicode text for search and result previews: `\\frac{a}{b}` as a/b, σ for \\sigma."""
-    from pylatexenc.latex2text import LatexNodes2Text
     try:
-        text = LatexNodes2Text(math_mode="verbatim").latex_to_text(tex)
+        text = _latex_to_text().latex_to_text(tex)
     except Exception:  # pylatexenc gives up on some constructs: keep the TeX rather than nothing
         text = tex
     return " ".join(text.split())
