@@ -22,8 +22,8 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
-serve: setup  ## live-reloading site at http://127.0.0.1:8000/ + the path of site_url (/cv-interview-kb/)
-	$(PY) -m mkdocs serve -a 127.0.0.1:8000 --livereload
+serve: setup  ## live-reloading site at http://127.0.0.1:8000/ + the path of site_url (/cv-interview-kb/), rebuilt incrementally
+	$(PY) -m vault.serve -a 127.0.0.1:8000
 
 check: setup  ## lint, fast contribution checks, then the strict build
 	$(VENV)/bin/ruff check $(RUFF_PATHS)

@@ -8,6 +8,7 @@ showing the offending URL or attribute value, else the tag.
 """
 from __future__ import annotations
 
+import functools
 import html
 import json
 
@@ -22,9 +23,10 @@ from .wikilinks import Problem
 NOTEBOOK_PARTS = ".jp-RenderedMarkdown, .jp-OutputArea-output"
 
 
-def check_page(html: str, path: str, source: str) -> list[Problem]:
+@functools.lru_cache(maxsize=1024)  # under `make serve`, a rebuild re-checks only pages that changed
+def check_page(html: str, path: str, source: str) -> tuple[Problem, ...]:
     """Problems in the HTML of the Markdown note at `path` (e.g. docs/notes/ResNet.md)."""
-    return located(allowlist.check(html), path, mask_code(source).split("\n"), notebook=False)
+    return tuple(located(allowlist.check(html), path, mask_code(source).split("\n"), notebook=False))
 
 
 def check_notebook(content: LexborHTMLParser, path: str, source: str) -> list[Problem]:
@@ -62,7 +64,7 @@ def locate(lines: list[str], finding: allowlist.Finding, notebook: bool, taken: 
     return 1
 
 
-def withheld(problems: list[Problem]) -> str:
+def withheld(problems: list[Problem] | tuple[Problem, ...]) -> str:
     """What a page with findings shows instead of its content, so nothing unsafe is ever written to
     the site, even by a build whose failure is ignored (or under `mkdocs serve`)."""
     items = "".join(f"<li><code>{html.escape(str(p))}</code></li>" for p in problems)

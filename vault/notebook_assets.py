@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import posixpath
 import re
@@ -70,6 +71,7 @@ def used_rules(css: str, classes: set[str]) -> str:
     return "\n".join(keep(tinycss2.parse_stylesheet(css, skip_comments=True, skip_whitespace=True)))
 
 
+@functools.lru_cache(maxsize=16)  # under `make serve`, a rebuild reuses an unchanged notebook's styles
 def prune_styles(html: str) -> str:
     """The <style> blocks, in their order, as one block of the rules the page uses, where the first was."""
     blocks = STYLE_RE.findall(html)

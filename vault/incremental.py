@@ -1,0 +1,215 @@
+"""Incremental rebuilds for `make serve`: reuse what the last build of this process computed.
+
+Written for MkDocs 1.6.1 and pymdown-extensions 13.1.2 (constraints.txt pins both). MkDocs has no
+hook for reusing work between builds: `mkdocs serve` reloads the configuration and runs a whole
+build on every save. `install()` wraps the one step that costs most, `Page.render` (Markdown to
+HTML, where Pygments highlights the snippet code), with a cache kept for the life of the process.
+
+- the key is everything the HTML is made from: the page's Markdown as the plugins left it (so
+  resolved wikilinks, backlinks and the meta line are in it), its URL, the Markdown configuration,
+  and every file's URL (relative links resolve against them; adding or deleting a page changes
+  this, and every page renders again);
+- the files pymdownx.snippets read while rendering are recorded with a hash of their contents, and
+  an entry is only reused while each still hashes the same, so a snippet edit re-renders exactly
+  the pages that include it;
+- the warnings the render logged are recorded and logged again when the entry is reused, so a
+  strict build still fails on them.
+
+Everything after rendering (the plugins' page events, navigation, templates, the search index)
+still runs for every page, from these results, so a rebuild writes what a full build would
+(tests/test_incremental.py compares every file).
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import copy
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+
+import jinja2
+from material.plugins.search.plugin import SearchIndex
+from mkdocs.structure.pages import Page
+from mkdocs.theme import Theme
+from pymdownx.snippets import SnippetPreprocessor
+
+_reads: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("snippet_reads", default=None)
+
+
+@dataclass
+class Rendered:
+    content: str
+    toc: object
+    title: str | None
+    present_anchor_ids: set[str] | None
+    links_to_anchors: dict[str, dict[str, str]] | None  # by the linked file's src_uri
+    snippets: dict[str, str]  # path -> hash of its contents when the page was rendered
+    records: list[logging.LogRecord]
+
+
+_cache: dict[str, Rendered] = {}
+stats = {"hits": 0, "misses": 0}
+_search_entries: dict[str, list[dict]] = {}
+_original_render = Page.render
+_original_read_lines = SnippetPreprocessor.read_lines
+_original_add_entry = SearchIndex.add_entry_from_context
+_original_get_env = Theme.get_env
+
+
+class _TemplatesInMemory(jinja2.BytecodeCache):
+    """Compiled templates, kept by name and a checksum of their source: an edit to overrides/
+    compiles that template again, and nothing else is compiled twice."""
+
+    def __init__(self):
+        self.store: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket):
+        if bucket.key in self.store:
+            bucket.bytecode_from_string(self.store[bucket.key])
+
+    def dump_bytecode(self, bucket):
+        self.store[bucket.key] = bucket.bytecode_to_string()
+
+
+_templates = _TemplatesInMemory()
+
+
+def digest(text: str | bytes) -> str:
+    return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
+
+
+def file_digest(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return digest(f.read())
+    except OSError:
+        return ""
+
+
+def _files_signature(files) -> str:
+    # Computed once per build: each build makes a new Files object.
+    signature = getattr(files, "_kb_signature", None)
+    if signature is None:
+        signature = digest("\n".join(f"{f.src_uri}\t{f.url}" for f in files))
+        files._kb_signature = signature
+    return signature
+
+
+def _key(page: Page, config, files) -> str:
+    markdown_config = json.dumps([config["markdown_extensions"], config["mdx_configs"]], sort_keys=True, default=repr)
+    return digest("\0".join([page.markdown or "", page.file.src_uri, page.url, markdown_config,
+                             _files_signature(files)]))
+
+
+class _Recorder(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        if record.levelno >= logging.INFO:
+            self.records.append(record)
+
+
+def _read_lines(self, path):
+    reads = _reads.get()
+    if reads is not None:
+        reads[path] = file_digest(path)
+    return _original_read_lines(self, path)
+
+
+def _render(self: Page, config, files) -> None:
+    key = _key(self, config, files)
+    hit = _cache.get(key)
+    if hit is not None and all(file_digest(p) == h for p, h in hit.snippets.items()):
+        stats["hits"] += 1
+        for record in hit.records:
+            logging.getLogger(record.name).handle(record)
+        self.content = hit.content
+        self.toc = copy.deepcopy(hit.toc)
+        self._title_from_render = hit.title
+        self.present_anchor_ids = set(hit.present_anchor_ids) if hit.present_anchor_ids is not None else None
+        if hit.links_to_anchors is not None:
+            self.links_to_anchors = {files.get_file_from_path(uri): dict(anchors)
+                                     for uri, anchors in hit.links_to_anchors.items()}
+        return
+    stats["misses"] += 1
+    recorder, token = _Recorder(), _reads.set({})
+    logger = logging.getLogger("mkdocs")
+    logger.addHandler(recorder)
+    try:
+        _original_render(self, config, files)
+        snippets = _reads.get() or {}
+    finally:
+        logger.removeHandler(recorder)
+        _reads.reset(token)
+    links = getattr(self, "links_to_anchors", None)
+    _cache[key] = Rendered(
+        content=self.content, toc=copy.deepcopy(self.toc), title=self._title_from_render,
+        present_anchor_ids=set(self.present_anchor_ids) if self.present_anchor_ids is not None else None,
+        links_to_anchors=None if links is None else {f.src_uri: dict(a) for f, a in links.items()},
+        snippets=snippets, records=recorder.records)
+
+
+def _toc_outline(items) -> list:
+    return [(i.id, i.url, i.title, _toc_outline(i.children)) for i in items]
+
+
+def _add_search_entry(self: SearchIndex, page) -> None:
+    # The entries Material's search makes of a page depend on its HTML, URL, title, outline and meta.
+    key = digest("\0".join([page.content or "", page.url, str(page.title),
+                            json.dumps(_toc_outline(page.toc), default=repr),
+                            json.dumps(page.meta, sort_keys=True, default=repr)]))
+    entries = _search_entries.get(key)
+    if entries is None:
+        start = len(self.entries)
+        _original_add_entry(self, page)
+        _search_entries[key] = copy.deepcopy(self.entries[start:])
+    else:
+        self.entries.extend(copy.deepcopy(entries))
+
+
+def _get_env(self: Theme):
+    env = _original_get_env(self)
+    env.bytecode_cache = _templates
+    return env
+
+
+def install() -> None:
+    """Reuse work from earlier builds in this process (idempotent)."""
+    Page.render = _render
+    SnippetPreprocessor.read_lines = _read_lines
+    SearchIndex.add_entry_from_context = _add_search_entry
+    Theme.get_env = _get_env
+
+
+def uninstall() -> None:
+    Page.render = _original_render
+    SnippetPreprocessor.read_lines = _original_read_lines
+    SearchIndex.add_entry_from_context = _original_add_entry
+    Theme.get_env = _original_get_env
+    reset()
+
+
+@contextlib.contextmanager
+def fresh():
+    """Build from nothing inside the block (the caches are set aside, then restored): for the test
+    that compares an incremental build with a full one in the same process."""
+    saved = (dict(_cache), dict(_search_entries), dict(_templates.store))
+    reset()
+    try:
+        yield
+    finally:
+        reset()
+        _cache.update(saved[0])
+        _search_entries.update(saved[1])
+        _templates.store.update(saved[2])
+
+
+def reset() -> None:
+    _cache.clear()
+    _search_entries.clear()
+    _templates.store.clear()
+    stats.update(hits=0, misses=0)
