@@ -80,6 +80,8 @@ def served_project(tmp_path, monkeypatch):
 
 EDITS = [
     ("change text", lambda p: edit(note(p, 1), "A short answer", "A revised short answer")),
+    ("change a title (the navigation of every page)",
+     lambda p: edit(note(p, 1), "# Synthetic question number 1,", "# Retitled question number 1,")),
     ("add a wikilink", lambda p: edit(note(p, 3), "Another trap.", "Another trap; see [[Synthetic note 00004]].")),
     ("rename a heading that another page links to",
      lambda p: [edit(note(p, 5), "Mechanism", "How it works"),

@@ -45,7 +45,7 @@ def test_serve_serves_the_site():
     base = urlparse(load_config(str(ROOT / "mkdocs.yml"))["site_url"]).path  # mkdocs serve mounts the site there
     port = free_port()
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
-    proc = subprocess.Popen([sys.executable, "-m", "mkdocs", "serve", "-a", f"127.0.0.1:{port}", "--no-livereload"],
+    proc = subprocess.Popen([sys.executable, "-m", "vault.serve", "-a", f"127.0.0.1:{port}", "--no-livereload"],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline, body = time.monotonic() + 120, ""

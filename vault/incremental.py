@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import jinja2
 from material.plugins.search.plugin import SearchIndex
@@ -52,6 +53,7 @@ class Rendered:
 _cache: dict[str, Rendered] = {}
 stats = {"hits": 0, "misses": 0}
 _search_entries: dict[str, list[dict]] = {}
+_pages: dict[str, str] = {}  # a page's key -> the HTML its template made
 _original_render = Page.render
 _original_read_lines = SnippetPreprocessor.read_lines
 _original_add_entry = SearchIndex.add_entry_from_context
@@ -128,7 +130,7 @@ def _render(self: Page, config, files) -> None:
         for record in hit.records:
             logging.getLogger(record.name).handle(record)
         self.content = hit.content
-        self.toc = copy.deepcopy(hit.toc)
+        self.toc = copy.deepcopy(hit.toc)  # the tags plugin adds its listings to a page outline
         self._title_from_render = hit.title
         self.present_anchor_ids = set(hit.present_anchor_ids) if hit.present_anchor_ids is not None else None
         if hit.links_to_anchors is not None:
@@ -168,12 +170,67 @@ def _add_search_entry(self: SearchIndex, page) -> None:
         _original_add_entry(self, page)
         _search_entries[key] = copy.deepcopy(self.entries[start:])
     else:
-        self.entries.extend(copy.deepcopy(entries))
+        self.entries.extend({**e, **({"tags": list(e["tags"])} if "tags" in e else {})} for e in entries)
+
+
+def _once(holder, name: str, compute) -> str:
+    # Signatures of what every page shares (navigation, configuration, templates), once per build:
+    # each build makes new objects, so a value kept on one never outlives its build.
+    value = getattr(holder, name, None)
+    if value is None:
+        value = compute()
+        setattr(holder, name, value)
+    return value
+
+
+def _nav_outline(items) -> list:
+    return [(str(i.title), getattr(i, "url", None), _nav_outline(i.children or [])) for i in items]
+
+
+def _page_key(context) -> str | None:
+    page, nav, config = context.get("page"), context.get("nav"), context.get("config")
+    if page is None or nav is None or config is None:
+        return None
+    shared = _once(nav, "_kb_signature", lambda: digest("\0".join([
+        json.dumps(_nav_outline(nav.items)),
+        file_digest(config.config_file_path) if config.config_file_path else "",
+        json.dumps([config["site_url"], config["extra"], config["extra_css"], config["extra_javascript"]],
+                   sort_keys=True, default=repr),
+        *(file_digest(str(p)) + str(p) for d in config.theme.dirs[:-1] for p in sorted(Path(d).rglob("*.html"))),
+    ])))
+    neighbours = [(n.url, str(n.title)) if n else None for n in (page.previous_page, page.next_page)]
+    return digest("\0".join([shared, page.file.src_uri, page.url, str(page.title), page.content or "",
+                             json.dumps(_toc_outline(page.toc), default=repr),
+                             json.dumps(page.meta, sort_keys=True, default=repr),
+                             json.dumps([page.canonical_url, page.edit_url, neighbours, context.get("base_url")])]))
+
+
+class _RememberedTemplate:
+    """A page template whose output is reused while everything it reads hashes the same."""
+
+    def __init__(self, template: jinja2.Template):
+        self.template = template
+
+    def __getattr__(self, name):
+        return getattr(self.template, name)
+
+    def render(self, *args, **kwargs) -> str:
+        # MkDocs renders a page as template.render(context); other callers (the tags plugin) pass through.
+        key = _page_key(args[0]) if len(args) == 1 and not kwargs and isinstance(args[0], dict) else None
+        if key is None:
+            return self.template.render(*args, **kwargs)
+        context = args[0]
+        output = _pages.get(key)
+        if output is None:
+            output = _pages[key] = self.template.render(context)
+        return output
 
 
 def _get_env(self: Theme):
     env = _original_get_env(self)
     env.bytecode_cache = _templates
+    get_template = env.get_template
+    env.get_template = lambda *args, **kwargs: _RememberedTemplate(get_template(*args, **kwargs))
     return env
 
 
@@ -197,7 +254,7 @@ def uninstall() -> None:
 def fresh():
     """Build from nothing inside the block (the caches are set aside, then restored): for the test
     that compares an incremental build with a full one in the same process."""
-    saved = (dict(_cache), dict(_search_entries), dict(_templates.store))
+    saved = (dict(_cache), dict(_search_entries), dict(_templates.store), dict(_pages))
     reset()
     try:
         yield
@@ -206,10 +263,12 @@ def fresh():
         _cache.update(saved[0])
         _search_entries.update(saved[1])
         _templates.store.update(saved[2])
+        _pages.update(saved[3])
 
 
 def reset() -> None:
     _cache.clear()
     _search_entries.clear()
     _templates.store.clear()
+    _pages.clear()
     stats.update(hits=0, misses=0)
