@@ -1,23 +1,25 @@
-"""Incremental rebuilds for `make serve`: reuse what the last build of this process computed.
+"""Incremental rebuilds for `make serve`: reuse what the builds before it in this process computed.
 
-Written for MkDocs 1.6.1 and pymdown-extensions 13.1.2 (constraints.txt pins both). MkDocs has no
-hook for reusing work between builds: `mkdocs serve` reloads the configuration and runs a whole
-build on every save. `install()` wraps the one step that costs most, `Page.render` (Markdown to
-HTML, where Pygments highlights the snippet code), with a cache kept for the life of the process.
+Written for MkDocs 1.6.1, Material 9.8.1 and pymdown-extensions 13.1.2 (constraints.txt pins them).
+MkDocs has no hook for reusing work between builds: `mkdocs serve` reloads the configuration and
+runs a whole build on every save. `install()` wraps the steps that cost most, each with a cache
+kept for the life of the process and keyed by a hash of everything that step reads:
 
-- the key is everything the HTML is made from: the page's Markdown as the plugins left it (so
-  resolved wikilinks, backlinks and the meta line are in it), its URL, the Markdown configuration,
-  and every file's URL (relative links resolve against them; adding or deleting a page changes
-  this, and every page renders again);
-- the files pymdownx.snippets read while rendering are recorded with a hash of their contents, and
-  an entry is only reused while each still hashes the same, so a snippet edit re-renders exactly
-  the pages that include it;
-- the warnings the render logged are recorded and logged again when the entry is reused, so a
-  strict build still fails on them.
+- `Page.render` (Markdown to HTML, where Pygments highlights the snippet code): the page's Markdown
+  as the plugins left it (resolved wikilinks, backlinks and the meta line are in it), its URL, the
+  Markdown configuration and every file's URL (relative links resolve against them). The files
+  pymdownx.snippets read are recorded with a hash of their contents, and an entry is reused only
+  while each still hashes the same, so a snippet edit re-renders exactly the pages that include it.
+  The warnings a render logged are logged again when it is reused, so a strict build still fails.
+- Material's search entries for a page: its HTML, URL, title, outline and meta.
+- The themed page (`main.html`): the navigation, the configuration file, the theme overrides, and
+  the page's HTML, outline, meta, title and neighbours. A title change changes the navigation, so
+  every page is themed again; a text edit themes one page.
+- Compiled templates, by name and a checksum of their source.
 
-Everything after rendering (the plugins' page events, navigation, templates, the search index)
-still runs for every page, from these results, so a rebuild writes what a full build would
-(tests/test_incremental.py compares every file).
+Everything else (the plugins' events, the tags listings, backlinks, the search index file, the
+deck and handout) still runs on every build, so a rebuild writes what a full build would:
+tests/test_incremental.py compares every file after a sequence of edits.
 """
 from __future__ import annotations
 
