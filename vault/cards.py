@@ -40,6 +40,7 @@ def answer_converter() -> markdown.Markdown:
                              extension_configs={"pymdownx.arithmatex": {"generic": True}})
 
 
+@functools.lru_cache(maxsize=4096)  # under `make serve`, a rebuild renders only answers that changed
 def render_answer(text: str) -> str:
     """HTML for an answer; math stays as \\( \\) and \\[ \\], which KaTeX and Anki's MathJax both read."""
     md = answer_converter()

@@ -35,6 +35,7 @@ from pathlib import Path
 import jinja2
 from material.plugins.search.plugin import SearchIndex
 from mkdocs.structure.pages import Page
+from mkdocs.structure.toc import AnchorLink, TableOfContents
 from mkdocs.theme import Theme
 from pymdownx.snippets import SnippetPreprocessor
 
@@ -107,6 +108,18 @@ def _key(page: Page, config, files) -> str:
                              _files_signature(files)]))
 
 
+def _copy_toc(toc: TableOfContents) -> TableOfContents:
+    """A fresh outline of new AnchorLinks: what copy.deepcopy gives, without its generic machinery."""
+    def links(items) -> list[AnchorLink]:
+        out = []
+        for item in items:
+            link = AnchorLink(item.title, item.id, item.level)
+            link.children = links(item.children)
+            out.append(link)
+        return out
+    return TableOfContents(links(toc.items))
+
+
 class _Recorder(logging.Handler):
     def __init__(self):
         super().__init__(logging.DEBUG)
@@ -132,7 +145,7 @@ def _render(self: Page, config, files) -> None:
         for record in hit.records:
             logging.getLogger(record.name).handle(record)
         self.content = hit.content
-        self.toc = copy.deepcopy(hit.toc)  # the tags plugin adds its listings to a page outline
+        self.toc = _copy_toc(hit.toc)  # the tags plugin adds its listings to a page outline
         self._title_from_render = hit.title
         self.present_anchor_ids = set(hit.present_anchor_ids) if hit.present_anchor_ids is not None else None
         if hit.links_to_anchors is not None:
@@ -151,7 +164,7 @@ def _render(self: Page, config, files) -> None:
         _reads.reset(token)
     links = getattr(self, "links_to_anchors", None)
     _cache[key] = Rendered(
-        content=self.content, toc=copy.deepcopy(self.toc), title=self._title_from_render,
+        content=self.content, toc=_copy_toc(self.toc), title=self._title_from_render,
         present_anchor_ids=set(self.present_anchor_ids) if self.present_anchor_ids is not None else None,
         links_to_anchors=None if links is None else {f.src_uri: dict(a) for f, a in links.items()},
         snippets=snippets, records=recorder.records)
