@@ -78,7 +78,7 @@ for step in range(250):
 model.eval()
 with torch.no_grad():
     accuracy = ((model(x_test) > 0).long() == y_test).float().mean().item()
-claim("100%", accuracy)
+claim("98–100%", accuracy)
 # --8<-- [end:model]
 
 
@@ -186,15 +186,15 @@ for name, layers in [("head", [net.head]), ("conv3", [net.features[7]]),
     cascade[name] = {m: (pointing_game(maps[m], cp), rank_correlation(trained[m], maps[m])) for m in maps}
 
 gc, gb = ({k: v[m] for k, v in cascade.items()} for m in methods)
-claim("0.66–0.72", gc["head"][1]), claim("0.46–0.57", gb["head"][1])       # head re-initialised
+claim("0.63–0.72", gc["head"][1]), claim("0.37–0.59", gb["head"][1])       # head re-initialised
 assert gc["head"][0] == gb["head"][0] == 1.0                       # the features alone still find it
 claim("73–83%", gc["conv3"][0]), claim("0.29–0.33", gc["conv3"][1])
-claim("98–100%", gb["conv3"][0]), claim("0.38–0.45", gb["conv3"][1])
+claim("96–100%", gb["conv3"][0]), claim("0.32–0.46", gb["conv3"][1])
 assert gb["conv3"][0] > 0.95 and gb["conv3"][0] > gc["conv3"][0]   # guided backprop barely notices
 claim("63–74%", gc["conv2"][0]), claim("0.04–0.09", gc["conv2"][1])
-claim("78–84%", gb["conv2"][0]), claim("0.22–0.28", gb["conv2"][1])
+claim("78–84%", gb["conv2"][0]), claim("0.18–0.29", gb["conv2"][1])
 claim("5%", gc["conv1"][0]), claim("−0.02 to 0.01", gc["conv1"][1])        # fully random: chance, unrelated map
-claim("63%", gb["conv1"][0]), claim("0.14–0.17", gb["conv1"][1])       # guided backprop still "finds" the plus
+claim("63%", gb["conv1"][0]), claim("0.12–0.17", gb["conv1"][1])       # guided backprop still "finds" the plus
 assert gc["conv1"][0] < chance < gb["conv1"][0]
 # --8<-- [end:sanity]
 
@@ -258,4 +258,4 @@ for ax, (title, img) in zip(axes.flat, panels):
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
-save(fig, "cv-deep-learning", "cnn-interpretation-sanity")
+save(fig, "cv-deep-learning", "cnn-interpretation-sanity", exact=False)

@@ -207,4 +207,4 @@ ax2.plot(epochs, [100 * v for v in recall_by_epoch], label="flipped labels among
 ax2.axvline(run["stop"] + 1, c="0.5", ls=":", lw=1)
 ax2.set(xlabel="epoch", ylabel="%", ylim=(0, 100), title="40% flipped: clean patterns first, noise later")
 ax2.legend(fontsize=8, loc="lower right")
-save(fig, "data-and-evaluation", "noisy-labels")
+save(fig, "data-and-evaluation", "noisy-labels", exact=False)
