@@ -196,6 +196,9 @@ claim("78–84%", gb["conv2"][0]), claim("0.18–0.29", gb["conv2"][1])
 claim("5%", gc["conv1"][0]), claim("−0.02 to 0.01", gc["conv1"][1])        # fully random: chance, unrelated map
 claim("63%", gb["conv1"][0]), claim("0.12–0.17", gb["conv1"][1])       # guided backprop still "finds" the plus
 assert gc["conv1"][0] < chance < gb["conv1"][0]
+for m in methods:                                                  # each step moves the map further
+    steps = [cascade[name][m][1] for name in cascade]
+    assert all(a > b for a, b in zip(steps, steps[1:])), (m, steps)
 # --8<-- [end:sanity]
 
 

@@ -165,9 +165,9 @@ for amount in (0.5, 0.8, 0.9):
 claim("1.5×", pruning[0.5][1] / dense_weight_bytes)
 claim("0.33×", pruning[0.9][1] / dense_weight_bytes)
 claim("92.9%", pruning[0.5][0])                    # half the weights go almost for free...
-claim("0.4–0.5 points", 100 * (acc_teacher - pruning[0.5][0]))
-claim("78%", pruning[0.8][0]), claim("15 points", 100 * (acc_teacher - pruning[0.8][0]))
-claim("47.8%", pruning[0.9][0]), claim("45–46 points", 100 * (acc_teacher - pruning[0.9][0]))   # ...80-90% do not
+claim("under 0.5 points", 100 * (acc_teacher - pruning[0.5][0]))
+claim("77.9–78.0%", pruning[0.8][0]), claim("15 points", 100 * (acc_teacher - pruning[0.8][0]))
+claim("47.8%", pruning[0.9][0]), claim("over 45 points", 100 * (acc_teacher - pruning[0.9][0]))   # ...80-90% do not
 # --8<-- [end:pruning]
 
 # --8<-- [start:distill]
