@@ -83,9 +83,9 @@ EDITS = [
     ("change a title (the navigation of every page)",
      lambda p: edit(note(p, 1), "# Synthetic question number 1,", "# Retitled question number 1,")),
     ("add a wikilink", lambda p: edit(note(p, 3), "Another trap.", "Another trap; see [[Synthetic note 00004]].")),
-    ("rename a heading that another page links to",
-     lambda p: [edit(note(p, 5), "Mechanism", "How it works"),
-                edit(note(p, 0), "Another trap.", "See [[Synthetic note 00005#Mechanism]].")]),
+    ("link to a heading", lambda p: edit(note(p, 0), "Another trap.", "See [[Synthetic note 00005#Mechanism]].")),
+    # The linking note is unchanged: only the target's headings say its render is stale.
+    ("rename a heading that another page links to", lambda p: edit(note(p, 5), "Mechanism", "How it works")),
     ("add a page",
      lambda p: add_note(p, "section-00/Added page.md", "# Added page\n\nLinks to [[Synthetic note 00001]].\n")),
     ("delete a page", lambda p: [note(p, 4).unlink(), edit(note(p, 3), "[[Synthetic note 00004]]", "note four")]),

@@ -39,6 +39,8 @@ from mkdocs.structure.toc import AnchorLink, TableOfContents
 from mkdocs.theme import Theme
 from pymdownx.snippets import SnippetPreprocessor
 
+from . import vault
+
 _reads: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("snippet_reads", default=None)
 
 
@@ -269,21 +271,21 @@ def uninstall() -> None:
 def fresh():
     """Build from nothing inside the block (the caches are set aside, then restored): for the test
     that compares an incremental build with a full one in the same process."""
-    saved = (dict(_cache), dict(_search_entries), dict(_templates.store), dict(_pages))
+    saved = [dict(cache) for cache in _caches()]
     reset()
     try:
         yield
     finally:
         reset()
-        _cache.update(saved[0])
-        _search_entries.update(saved[1])
-        _templates.store.update(saved[2])
-        _pages.update(saved[3])
+        for cache, entries in zip(_caches(), saved):
+            cache.update(entries)
+
+
+def _caches() -> list[dict]:
+    return [_cache, _search_entries, _templates.store, _pages, vault.PARSED, vault.RENDERED]
 
 
 def reset() -> None:
-    _cache.clear()
-    _search_entries.clear()
-    _templates.store.clear()
-    _pages.clear()
+    for cache in _caches():
+        cache.clear()
     stats.update(hits=0, misses=0)

@@ -5,6 +5,7 @@ checks cannot disagree about what a link points to.
 """
 from __future__ import annotations
 
+import functools
 import posixpath
 from functools import cached_property
 from pathlib import Path
@@ -15,14 +16,42 @@ from .wikilinks import LinkIndex, Problem, Wikilink, find_wikilinks, note_name, 
 HOME = "index.md"
 NOTES = "notes"  # the concept-notes section: same anatomy as questions, but not practice cards
 
+# `make serve` builds a new Vault on every save. A note's parse and links depend only on its path
+# and text, and its rendering only on those, the set of files and the headings its links point
+# into, so both are kept across builds in this process (vault/incremental.py empties them).
+PARSED: dict[tuple[str, str], tuple[Source, list[Wikilink]]] = {}
+RENDERED: dict[tuple, tuple[str, list[Problem]]] = {}
+CACHE_LIMIT = 20_000  # entries; a long session keeps every saved version of a note, so start over
+
+
+def _remember(cache: dict, key, compute):
+    if key not in cache:
+        if len(cache) >= CACHE_LIMIT:
+            cache.clear()
+        cache[key] = compute()
+    return cache[key]
+
+
+def parse(path: str, text: str) -> tuple[Source, list[Wikilink]]:
+    src = Source.parse(path, text)
+    return src, find_wikilinks(src)
+
+
+@functools.lru_cache(maxsize=65536)
+def _relative(from_dir: str, to_uri: str) -> str:
+    return posixpath.relpath(to_uri, from_dir)
+
 
 class Vault:
     def __init__(self, label: str, texts: dict[str, str], other_files: list[str]):
         """`texts` maps each Markdown file's src_uri to its text; `other_files` lists the rest."""
         self.label = label  # how paths are shown in messages, e.g. "docs"
-        self.notes = {uri: Source.parse(f"{label}/{uri}", text) for uri, text in texts.items()}
+        parsed = {uri: _remember(PARSED, (f"{label}/{uri}", text), lambda: parse(f"{label}/{uri}", text))
+                  for uri, text in texts.items()}
+        self.notes = {uri: src for uri, (src, _) in parsed.items()}
+        self.links: dict[str, list[Wikilink]] = {uri: links for uri, (_, links) in parsed.items()}
         self.index = LinkIndex(list(texts) + list(other_files))
-        self.links: dict[str, list[Wikilink]] = {uri: find_wikilinks(src) for uri, src in self.notes.items()}
+        self._files_key = tuple(sorted(self.index.all))
 
     @classmethod
     def load(cls, docs_dir: Path, label: str | None = None) -> "Vault":
@@ -98,8 +127,15 @@ class Vault:
 
     @cached_property
     def rendered(self) -> dict[str, tuple[str, list[Problem]]]:
-        return {uri: render(uri, src, self.links[uri], self.index, self.headings_of)
+        return {uri: _remember(RENDERED, self._render_key(uri),
+                               lambda: render(uri, src, self.links[uri], self.index, self.headings_of))
                 for uri, src in self.notes.items()}
+
+    def _render_key(self, uri: str) -> tuple:
+        """Everything render() reads: the note, the files links resolve against, the target headings."""
+        targets = {self.target(link) or uri for link in self.links[uri] if link.heading}
+        headings = tuple((t, tuple((h.text, h.id) for h in self.headings_of(t))) for t in sorted(targets))
+        return uri, self.notes[uri].path, self.notes[uri].text, self._files_key, headings
 
     def link_problems(self) -> list[Problem]:
         return [p for _, problems in self.rendered.values() for p in problems]
@@ -119,4 +155,4 @@ class Vault:
         return found
 
     def relative(self, from_uri: str, to_uri: str) -> str:
-        return posixpath.relpath(to_uri, posixpath.dirname(from_uri))
+        return _relative(posixpath.dirname(from_uri), to_uri)
