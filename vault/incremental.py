@@ -16,6 +16,8 @@ kept for the life of the process and keyed by a hash of everything that step rea
   the page's HTML, outline, meta, title and neighbours. A title change changes the navigation, so
   every page is themed again; a text edit themes one page.
 - Compiled templates, by name and a checksum of their source.
+- A page's front matter, by its source text; and, in vault/vault.py, a note's parse and wikilink
+  rendering, by its text, the file set and the headings its links point into.
 
 Everything else (the plugins' events, the tags listings, backlinks, the search index file, the
 deck and handout) still runs on every build, so a rebuild writes what a full build would:
@@ -37,6 +39,7 @@ from material.plugins.search.plugin import SearchIndex
 from mkdocs.structure.pages import Page
 from mkdocs.structure.toc import AnchorLink, TableOfContents
 from mkdocs.theme import Theme
+from mkdocs.utils import meta
 from pymdownx.snippets import SnippetPreprocessor
 
 from . import vault
@@ -63,6 +66,8 @@ _original_render = Page.render
 _original_read_lines = SnippetPreprocessor.read_lines
 _original_add_entry = SearchIndex.add_entry_from_context
 _original_get_env = Theme.get_env
+_original_get_data = meta.get_data
+_front_matter: dict[str, tuple[str, dict]] = {}  # a page's source -> its body and parsed front matter
 
 
 class _TemplatesInMemory(jinja2.BytecodeCache):
@@ -243,6 +248,15 @@ class _RememberedTemplate:
         return output
 
 
+def _get_data(source: str) -> tuple[str, dict]:
+    if source not in _front_matter:
+        if len(_front_matter) >= vault.CACHE_LIMIT:
+            _front_matter.clear()
+        _front_matter[source] = _original_get_data(source)
+    body, data = _front_matter[source]
+    return body, copy.deepcopy(data)  # plugins change a page's meta in place
+
+
 def _get_env(self: Theme):
     env = _original_get_env(self)
     env.bytecode_cache = _templates
@@ -257,6 +271,7 @@ def install() -> None:
     SnippetPreprocessor.read_lines = _read_lines
     SearchIndex.add_entry_from_context = _add_search_entry
     Theme.get_env = _get_env
+    meta.get_data = _get_data
 
 
 def uninstall() -> None:
@@ -264,6 +279,7 @@ def uninstall() -> None:
     SnippetPreprocessor.read_lines = _original_read_lines
     SearchIndex.add_entry_from_context = _original_add_entry
     Theme.get_env = _original_get_env
+    meta.get_data = _original_get_data
     reset()
 
 
@@ -282,7 +298,7 @@ def fresh():
 
 
 def _caches() -> list[dict]:
-    return [_cache, _search_entries, _templates.store, _pages, vault.PARSED, vault.RENDERED]
+    return [_cache, _search_entries, _templates.store, _pages, _front_matter, vault.PARSED, vault.RENDERED]
 
 
 def reset() -> None:
