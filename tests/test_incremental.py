@@ -40,8 +40,10 @@ def build_site(project: Path, site: Path) -> list[str]:
     """Build as `make serve` does (a new configuration each time); the warnings it logged."""
     warnings = Warnings()
     logging.getLogger("mkdocs").addHandler(warnings)
+    config = load_config(str(project / "mkdocs.yml"), site_dir=str(site), strict=True)
+    config.plugins.on_startup(command="serve", dirty=False)  # the plugins behave as under `make serve`
     try:
-        build(load_config(str(project / "mkdocs.yml"), site_dir=str(site), strict=True))
+        build(config)
     except Abort:
         pass  # a strict build with warnings: the site is written, the warnings say why it failed
     finally:
@@ -76,6 +78,8 @@ def served_project(tmp_path, monkeypatch):
     incremental.install()
     yield project
     incremental.uninstall()
+    # MkDocs keeps plugin instances for the process: leave them as a `mkdocs build` would have them.
+    load_config(str(project / "mkdocs.yml")).plugins.on_startup(command="build", dirty=False)
 
 
 EDITS = [
@@ -92,6 +96,10 @@ EDITS = [
     ("edit a snippet", lambda p: write(p / "snippets" / SNIPPET, "def answer():\n    return 42\n")),
 ]
 
+# Edits that change one page's HTML (and the handout, which prints every answer).
+ONE_PAGE_EDITS = {"change text": "section-01/synthetic-note-00001/index.html",
+                  "edit a snippet": "section-02/synthetic-note-00002/index.html"}
+
 
 def test_incremental_rebuilds_write_what_a_full_build_writes(served_project, tmp_path):
     project = served_project
@@ -99,7 +107,14 @@ def test_incremental_rebuilds_write_what_a_full_build_writes(served_project, tmp
     for name, apply in EDITS:
         apply(project)
         before = dict(incremental.stats)
+        mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "served").rglob("*") if p.is_file()}
         served_warnings = build_site(project, tmp_path / "served")
+        rewritten = sorted(p.relative_to(tmp_path / "served").as_posix() for p, t in mtimes.items()
+                           if p.exists() and p.stat().st_mtime_ns != t)
+        if name in ONE_PAGE_EDITS:  # the site directory is not rewritten wholesale
+            pages = [r for r in rewritten if r.endswith(".html")]
+            assert pages and set(pages) <= {ONE_PAGE_EDITS[name], "handout/index.html"}, (name, pages)
+            assert not any(r.startswith("assets/") for r in rewritten), (name, rewritten)
         reused = incremental.stats["hits"] - before["hits"]
         with incremental.fresh():
             full_warnings = build_site(project, tmp_path / f"full-{name}")

@@ -18,6 +18,11 @@ kept for the life of the process and keyed by a hash of everything that step rea
 - Compiled templates, by name and a checksum of their source.
 - A page's front matter, by its source text; and, in vault/vault.py, a note's parse and wikilink
   rendering, by its text, the file set and the headings its links point into.
+- The site directory: MkDocs empties it and writes every file again. Here a file is written only
+  when its bytes differ from what this process last wrote there (or it changed on disk since, as
+  the error banner changes it), a theme or docs file is copied only when its source changed, and
+  after the build the files it did not produce are deleted, so the directory holds what a full
+  build writes.
 
 Everything else (the plugins' events, the tags listings, backlinks, the search index file, the
 deck and handout) still runs on every build, so a rebuild writes what a full build would:
@@ -31,11 +36,16 @@ import copy
 import hashlib
 import json
 import logging
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 from material.plugins.search.plugin import SearchIndex
+from mkdocs import utils
+from mkdocs.plugins import PluginCollection
+from mkdocs.structure.files import File
 from mkdocs.structure.pages import Page
 from mkdocs.structure.toc import AnchorLink, TableOfContents
 from mkdocs.theme import Theme
@@ -68,6 +78,13 @@ _original_add_entry = SearchIndex.add_entry_from_context
 _original_get_env = Theme.get_env
 _original_get_data = meta.get_data
 _front_matter: dict[str, tuple[str, dict]] = {}  # a page's source -> its body and parsed front matter
+_original_clean_directory = utils.clean_directory
+_original_write_file = utils.write_file
+_original_copy_file = File.copy_file
+_original_post_build = PluginCollection.on_post_build
+# Output path -> (what was written: a digest of the bytes, or the source file's stat; the output's stat).
+_written: dict[str, tuple[tuple, tuple]] = {}
+_builds: dict[str, tuple[int, set[str], set[str]]] = {}  # site dir -> (start, files before it, files it wrote)
 
 
 class _TemplatesInMemory(jinja2.BytecodeCache):
@@ -265,6 +282,90 @@ def _get_env(self: Theme):
     return env
 
 
+def _stat(path: str) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _site_of(path: str) -> set[str] | None:
+    for site_dir, (_, _, produced) in _builds.items():
+        if path.startswith(site_dir + os.sep):
+            return produced
+    return None
+
+
+def _unchanged(path: str, source: tuple) -> bool:
+    """Whether `path` still holds what was last written there from `source`; notes it as produced."""
+    path = os.path.abspath(path)
+    produced = _site_of(path)
+    if produced is not None:
+        produced.add(path)
+    last = _written.get(path)
+    return last is not None and last[0] == source and _stat(path) == last[1]
+
+
+def _record(path: str, source: tuple) -> None:
+    _written[os.path.abspath(path)] = (source, _stat(path))
+
+
+def _clean_directory(directory: str) -> None:
+    # Keep the files: the build rewrites only those that change, and post_build deletes the rest.
+    directory = os.path.abspath(directory)
+    before = set()
+    for root, dirs, names in os.walk(directory):
+        if root == directory:  # MkDocs leaves the site directory's hidden entries alone
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            names = [n for n in names if not n.startswith(".")]
+        before.update(os.path.join(root, n) for n in names)
+    _builds[directory] = (time.time_ns(), before, set())
+
+
+def _write_file(content: bytes, output_path: str) -> None:
+    source = ("bytes", digest(content))
+    if _unchanged(output_path, source):
+        return
+    _original_write_file(content, output_path)
+    _record(output_path, source)
+
+
+def _copy_file(self: File, dirty: bool = False) -> None:
+    content = self._content
+    if content is not None:
+        source = ("bytes", digest(content))
+    else:
+        source = ("copy", self.abs_src_path, _stat(self.abs_src_path))
+    if _unchanged(self.abs_dest_path, source):
+        return
+    _original_copy_file(self, dirty)
+    _record(self.abs_dest_path, source)
+
+
+def _post_build(self: PluginCollection, *, config) -> None:
+    # Before the plugins' post_build: the CSP pass rewrites every HTML file there, stale ones too.
+    site_dir = os.path.abspath(config["site_dir"])
+    if site_dir in _builds:
+        _remove_stale(site_dir, *_builds.pop(site_dir))
+    _original_post_build(self, config=config)
+
+
+def _remove_stale(site_dir: str, start: int, before: set[str], produced: set[str]) -> None:
+    """Delete what the last build left and this one has not written, through MkDocs' helpers (noted
+    as produced) or directly, as plugins write their files (modified since the build began). What
+    the plugins' post_build writes comes after, as in a full build."""
+    for path in before - produced:
+        stat = _stat(path)
+        if stat is not None and stat[1] < start:
+            os.unlink(path)
+            _written.pop(path, None)
+            parent = os.path.dirname(path)
+            while parent != site_dir and not os.listdir(parent):
+                os.rmdir(parent)
+                parent = os.path.dirname(parent)
+
+
 def install() -> None:
     """Reuse work from earlier builds in this process (idempotent)."""
     Page.render = _render
@@ -272,6 +373,10 @@ def install() -> None:
     SearchIndex.add_entry_from_context = _add_search_entry
     Theme.get_env = _get_env
     meta.get_data = _get_data
+    utils.clean_directory = _clean_directory
+    utils.write_file = _write_file
+    File.copy_file = _copy_file
+    PluginCollection.on_post_build = _post_build
 
 
 def uninstall() -> None:
@@ -280,6 +385,10 @@ def uninstall() -> None:
     SearchIndex.add_entry_from_context = _original_add_entry
     Theme.get_env = _original_get_env
     meta.get_data = _original_get_data
+    utils.clean_directory = _original_clean_directory
+    utils.write_file = _original_write_file
+    File.copy_file = _original_copy_file
+    PluginCollection.on_post_build = _original_post_build
     reset()
 
 
@@ -298,7 +407,8 @@ def fresh():
 
 
 def _caches() -> list[dict]:
-    return [_cache, _search_entries, _templates.store, _pages, _front_matter, vault.PARSED, vault.RENDERED]
+    return [_cache, _search_entries, _templates.store, _pages, _front_matter, _written, _builds,
+            vault.PARSED, vault.RENDERED]
 
 
 def reset() -> None:

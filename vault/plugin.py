@@ -62,6 +62,7 @@ class VaultPlugin(BasePlugin):
         texts = {f.src_uri: f.content_string for f in ours if f.src_uri.endswith(".md")}
         others = [f.src_uri for f in ours if not f.src_uri.endswith(".md")]
         self.vault = Vault(posixpath.basename(docs_dir), texts, others)
+        self.files = files
         for problem in self.vault.link_problems():
             log.warning(str(problem))
         for f in ours:
@@ -197,13 +198,32 @@ class VaultPlugin(BasePlugin):
             parts.append(f'<span class="kb-aliases">Also asked as: {names}</span>')
         return f'<p class="kb-meta">{" ".join(parts)}</p>' if parts else ""
 
+    # Under serve the policy is one fixed text (livereload's script makes it allow inline scripts), so
+    # a page gets it as it is written, and a rebuild need not rewrite every page. A build's policy
+    # lists the hashes of the theme's scripts, known only once the pages exist: on_post_build.
+    def on_post_page(self, output, page, config):
+        return csp.with_meta(output, csp.policy(set(), serve=True)) if self.serving else output
+
+    def on_post_template(self, output_content, template_name, config):
+        if self.serving and template_name.endswith(".html"):
+            return csp.with_meta(output_content, csp.policy(set(), serve=True))
+        return output_content
+
     def on_post_build(self, config):
         # After the search plugin wrote its index (it is listed first), before offline inlines it.
-        index_file = Path(config["site_dir"]) / "search" / "search_index.json"
+        site_dir = Path(config["site_dir"])
+        index_file = site_dir / "search" / "search_index.json"
         if index_file.is_file():
             refine_search_index(index_file, self.aliases, self.names)
+        if self.serving:  # HTML files copied from docs/ did not pass through on_post_page
+            for f in self.files.static_pages():
+                if f.dest_uri.endswith(".html"):
+                    path = Path(f.abs_dest_path)
+                    path.write_text(csp.with_meta(path.read_text(encoding="utf-8"), csp.policy(set(), serve=True)),
+                                    encoding="utf-8")
+            return
         shim = Path(config["docs_dir"]) / OFFLINE_SHIM if OFFLINE_SHIM in config["extra"].get("polyfills", []) else None
-        csp.write_policy(Path(config["site_dir"]), self.template_scripts, shim, self.serving)
+        csp.write_policy(site_dir, self.template_scripts, shim, serve=False)
 
 
 def math_error(page, tex: str, message: str) -> None:
