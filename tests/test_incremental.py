@@ -94,6 +94,7 @@ EDITS = [
      lambda p: add_note(p, "section-00/Added page.md", "# Added page\n\nLinks to [[Synthetic note 00001]].\n")),
     ("delete a page", lambda p: [note(p, 4).unlink(), edit(note(p, 3), "[[Synthetic note 00004]]", "note four")]),
     ("edit a snippet", lambda p: write(p / "snippets" / SNIPPET, "def answer():\n    return 42\n")),
+    ("add a file to the theme's overrides", lambda p: write(p / "overrides" / "assets" / "added.txt", "new\n")),
 ]
 
 # Edits that change one page's HTML (and the handout, which prints every answer).
@@ -125,8 +126,9 @@ def test_incremental_rebuilds_write_what_a_full_build_writes(served_project, tmp
         assert served_warnings == full_warnings, name
         if name == "rename a heading that another page links to":
             assert any("Synthetic note 00000.md" in w and "#Mechanism" in w for w in served_warnings), served_warnings
-        elif name != "add a page" and name != "delete a page":
+        elif name not in ("add a page", "delete a page", "add a file to the theme's overrides"):  # new file sets
             assert reused > 0, f"{name}: the rebuild reused no page"  # else the test proves nothing
+    assert (tmp_path / "served" / "assets" / "added.txt").is_file()
     page = (tmp_path / "served" / "section-02").rglob("index.html")
     assert any("42" in p.read_text() and "answer" in p.read_text() for p in page)
 

@@ -15,7 +15,9 @@ kept for the life of the process and keyed by a hash of everything that step rea
 - The themed page (`main.html`): the navigation, the configuration file, the theme overrides, and
   the page's HTML, outline, meta, title and neighbours. A title change changes the navigation, so
   every page is themed again; a text edit themes one page.
-- Compiled templates, by name and a checksum of their source.
+- Compiled templates, by name and a checksum of their source; the theme's static files (a walk of
+  Material's ten thousand icons each build), by the theme's directories and the files in those not
+  installed as packages (overrides/).
 - A page's front matter, by its source text; and, in vault/vault.py, a note's parse and wikilink
   rendering, by its text, the file set and the headings its links point into.
 - The site directory: MkDocs empties it and writes every file again. Here a file is written only
@@ -37,6 +39,7 @@ import hashlib
 import json
 import logging
 import os
+import sysconfig
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +48,7 @@ import jinja2
 from material.plugins.search.plugin import SearchIndex
 from mkdocs import utils
 from mkdocs.plugins import PluginCollection
-from mkdocs.structure.files import File
+from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
 from mkdocs.structure.toc import AnchorLink, TableOfContents
 from mkdocs.theme import Theme
@@ -82,6 +85,9 @@ _original_clean_directory = utils.clean_directory
 _original_write_file = utils.write_file
 _original_copy_file = File.copy_file
 _original_post_build = PluginCollection.on_post_build
+_original_add_files_from_theme = Files.add_files_from_theme
+_theme_files: dict[tuple, list[tuple[str, str]]] = {}  # theme signature -> (path, theme dir) of its static files
+INSTALLED = os.path.realpath(sysconfig.get_paths()["purelib"])
 # Output path -> (what was written: a digest of the bytes, or the source file's stat; the output's stat).
 _written: dict[str, tuple[tuple, tuple]] = {}
 _builds: dict[str, tuple[int, set[str], set[str]]] = {}  # site dir -> (start, files before it, files it wrote)
@@ -366,6 +372,24 @@ def _remove_stale(site_dir: str, start: int, before: set[str], produced: set[str
                 parent = os.path.dirname(parent)
 
 
+def _listing(directory: str) -> tuple[str, ...]:
+    return tuple(sorted(os.path.relpath(os.path.join(root, n), directory)
+                        for root, _, names in os.walk(directory) for n in names))
+
+
+def _add_files_from_theme(self: Files, env, config) -> None:
+    # Installed themes do not change while the process runs; a custom_dir may, so its files are in the key.
+    key = (tuple(config.theme.dirs), tuple(config.theme.static_templates), tuple(utils.markdown_extensions),
+           *(_listing(d) for d in config.theme.dirs if not os.path.realpath(d).startswith(INSTALLED)))
+    if key not in _theme_files:
+        found = Files([])
+        _original_add_files_from_theme(found, env, config)
+        _theme_files[key] = [(f.src_uri, f.src_dir) for f in found]
+    for path, directory in _theme_files[key]:
+        if self.get_file_from_path(path) is None:  # theme files do not override docs_dir files
+            self.append(File(path, directory, config.site_dir, config.use_directory_urls))
+
+
 def install() -> None:
     """Reuse work from earlier builds in this process (idempotent)."""
     Page.render = _render
@@ -377,6 +401,7 @@ def install() -> None:
     utils.write_file = _write_file
     File.copy_file = _copy_file
     PluginCollection.on_post_build = _post_build
+    Files.add_files_from_theme = _add_files_from_theme
 
 
 def uninstall() -> None:
@@ -389,6 +414,7 @@ def uninstall() -> None:
     utils.write_file = _original_write_file
     File.copy_file = _original_copy_file
     PluginCollection.on_post_build = _original_post_build
+    Files.add_files_from_theme = _original_add_files_from_theme
     reset()
 
 
@@ -408,7 +434,7 @@ def fresh():
 
 def _caches() -> list[dict]:
     return [_cache, _search_entries, _templates.store, _pages, _front_matter, _written, _builds,
-            vault.PARSED, vault.RENDERED]
+            _theme_files, vault.PARSED, vault.RENDERED]
 
 
 def reset() -> None:
