@@ -58,6 +58,9 @@ def policy(inline_scripts: set[str], serve: bool = False) -> str:
     return "; ".join(parts)
 
 
+SERVE_POLICY = policy(set(), serve=True)
+
+
 def executable_inline(scripts) -> list:
     """Scripts with their code inline and a JavaScript type (JSON and other data blocks never run)."""
     return [s for s in scripts if "src" not in s.attributes
@@ -133,8 +136,9 @@ def with_meta(page_html: str, text: str) -> str:
     return page_html[:head.end()] + meta + page_html[head.end():]
 
 
-def write_policy(site_dir: Path, extra_scripts: set[str], shim: Path | None, serve: bool) -> str:
-    """Put one policy into every HTML file of the built site; return it."""
+def write_policy(site_dir: Path, extra_scripts: set[str], shim: Path | None) -> str:
+    """Put one policy, with the theme's inline scripts by hash, into every HTML file of the built site;
+    return it. (Under serve, pages get SERVE_POLICY as they are written: vault/plugin.py.)"""
     pages = sorted(site_dir.rglob("*.html"))
     sampled: dict[tuple[int, bool], Path] = {}
     for path in pages:
@@ -147,7 +151,7 @@ def write_policy(site_dir: Path, extra_scripts: set[str], shim: Path | None, ser
             workers.add(worker)
     if shim is not None:
         scripts |= iframe_worker_bootstraps(shim.read_text(encoding="utf-8"), workers)
-    text = policy(scripts, serve)
+    text = policy(scripts)
     for path in pages:
         path.write_text(with_meta(path.read_text(encoding="utf-8"), text), encoding="utf-8")
     return text

@@ -363,6 +363,8 @@ def _remove_stale(site_dir: str, start: int, before: set[str], produced: set[str
     the plugins' post_build writes comes after, as in a full build."""
     for path in before - produced:
         stat = _stat(path)
+        # File times come from the kernel's coarse clock, a few ms behind time.time_ns(): no plugin
+        # writes into the site directory that soon after it is cleaned.
         if stat is not None and stat[1] < start:
             os.unlink(path)
             _written.pop(path, None)

@@ -202,11 +202,11 @@ class VaultPlugin(BasePlugin):
     # a page gets it as it is written, and a rebuild need not rewrite every page. A build's policy
     # lists the hashes of the theme's scripts, known only once the pages exist: on_post_build.
     def on_post_page(self, output, page, config):
-        return csp.with_meta(output, csp.policy(set(), serve=True)) if self.serving else output
+        return csp.with_meta(output, csp.SERVE_POLICY) if self.serving else output
 
     def on_post_template(self, output_content, template_name, config):
         if self.serving and template_name.endswith(".html"):
-            return csp.with_meta(output_content, csp.policy(set(), serve=True))
+            return csp.with_meta(output_content, csp.SERVE_POLICY)
         return output_content
 
     def on_post_build(self, config):
@@ -219,11 +219,11 @@ class VaultPlugin(BasePlugin):
             for f in self.files.static_pages():
                 if f.dest_uri.endswith(".html"):
                     path = Path(f.abs_dest_path)
-                    path.write_text(csp.with_meta(path.read_text(encoding="utf-8"), csp.policy(set(), serve=True)),
+                    path.write_text(csp.with_meta(path.read_text(encoding="utf-8"), csp.SERVE_POLICY),
                                     encoding="utf-8")
             return
         shim = Path(config["docs_dir"]) / OFFLINE_SHIM if OFFLINE_SHIM in config["extra"].get("polyfills", []) else None
-        csp.write_policy(site_dir, self.template_scripts, shim, serve=False)
+        csp.write_policy(site_dir, self.template_scripts, shim)
 
 
 def math_error(page, tex: str, message: str) -> None:

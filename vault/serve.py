@@ -110,8 +110,9 @@ def serve(config_file: Path, dev_addr: str, livereload: bool = True) -> None:
         finally:
             logging.getLogger("mkdocs").removeHandler(problems)
 
-    # MkDocs polls the watched files every 0.5 s; a snapshot of a 1,000-note docs/ takes about 20 ms
-    # here, so polling at 0.2 s costs a tenth of a core and takes 0.15 s off the average save.
+    # MkDocs polls the watched files every 0.5 s. A snapshot of a 1,000-note docs/ took about 20 ms
+    # here, so polling at 0.2 s costs about a tenth of a core and cuts the average wait for a save
+    # to be noticed from 0.25 s to 0.1 s.
     server = LiveReloadServer(builder=builder, host=host, port=port, root=str(site_dir), mount_path=mount_path,
                               polling_interval=0.2)
 
