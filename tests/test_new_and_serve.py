@@ -38,13 +38,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_serve_serves_the_site():
+def test_serve_serves_the_site(tmp_path):
     from urllib.parse import urlparse
 
     from mkdocs.config import load_config
     base = urlparse(load_config(str(ROOT / "mkdocs.yml"))["site_url"]).path  # mkdocs serve mounts the site there
     port = free_port()
-    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1", TMPDIR=str(tmp_path))  # where serve puts its site
     proc = subprocess.Popen([sys.executable, "-m", "vault.serve", "-a", f"127.0.0.1:{port}", "--no-livereload"],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -58,6 +58,9 @@ def test_serve_serves_the_site():
                 time.sleep(0.5)
         why = proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "timeout"
         assert "How does the RANSAC algorithm help in model fitting?" in body, why
+        assert [p.name for p in tmp_path.iterdir()], "serve built its site somewhere other than TMPDIR"
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+    # Stopped as a test, `make bench` or a process manager stops it (SIGTERM), it removes its site.
+    assert list(tmp_path.iterdir()) == []

@@ -5,13 +5,14 @@ import csv
 import io
 import re
 import sqlite3
+import tempfile
 import time
 import zipfile
 
 import pytest
 from pypdf import PdfReader
 
-from vault.anki import CSV_FILE, DECK_FILE, csv_text, deck_bytes
+from vault.anki import CSV_FILE, DECK_FILE, _package, csv_text, deck_bytes
 from vault.cards import collect
 from vault.vault import Vault
 
@@ -71,6 +72,16 @@ def test_anki_deck_has_one_complete_note_per_question(cards):
         assert question and answer and section and difficulty
         assert link.startswith(SITE_URL)
         assert "section::" in tags and "difficulty::" in tags
+
+
+def test_anki_deck_is_the_same_bytes_each_build_and_leaves_no_temp_file(cards, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where tempfile puts what it makes
+    _package.cache_clear()
+    first = deck_bytes(cards, SITE_URL)
+    _package.cache_clear()
+    time.sleep(2)  # a zip entry's time has a 2-second grain
+    assert deck_bytes(cards, SITE_URL) == first
+    assert list(tmp_path.iterdir()) == []  # genanki's own writer leaves its database behind
 
 
 def test_anki_ids_are_stable_across_builds(cards):

@@ -7,9 +7,11 @@ updates the cards instead of duplicating them.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import itertools
+import sqlite3
 import sys
 import tempfile
 import time
@@ -65,29 +67,39 @@ def anki_tag(text: str) -> str:
 
 
 def deck_bytes(cards: list[Card], site_url: str) -> bytes:
+    notes = tuple(
+        ((card.question, card.answer_html, site_url + card.url, card.section_title, card.difficulty),
+         genanki.guid_for(card.url),
+         (f"section::{card.section}", f"difficulty::{card.difficulty}", *map(anki_tag, card.tags)),
+         note_id(card))
+        for card in cards)
+    return _package(notes)
+
+
+@functools.lru_cache(maxsize=4)  # `make serve` rebuilds the deck on every save; most saves leave it as it was
+def _package(notes: tuple) -> bytes:
+    """The .apkg archive: Anki's collection database, built by genanki, and an empty media list.
+
+    genanki's own Package.write_to_file builds the database in a temp file it never deletes (one per
+    build), and dates the archive's entries now; here the database lives in a directory that is
+    removed, and every entry is dated TIMESTAMP, so the same questions always give the same bytes
+    (the release and the site then ship one file)."""
     deck = genanki.Deck(DECK_ID, DECK_NAME)
-    for card in cards:
-        tags = [f"section::{card.section}", f"difficulty::{card.difficulty}", *map(anki_tag, card.tags)]
-        deck.add_note(StableNote(
-            model=MODEL, fields=[card.question, card.answer_html, site_url + card.url, card.section_title,
-                                 card.difficulty],
-            guid=genanki.guid_for(card.url), tags=tags, fixed_id=note_id(card)))
+    for fields, guid, tags, fixed_id in notes:
+        deck.add_note(StableNote(model=MODEL, fields=list(fields), guid=guid, tags=list(tags), fixed_id=fixed_id))
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / DECK_FILE
-        genanki.Package(deck).write_to_file(path, timestamp=TIMESTAMP)
-        return dated(path.read_bytes())
-
-
-def dated(apkg: bytes) -> bytes:
-    """The same archive with every entry dated TIMESTAMP (genanki dates them now), so that the
-    same questions always give the same bytes: the release and the site then ship one file."""
-    out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(apkg)) as src, zipfile.ZipFile(out, "w") as dst:
-        for entry in src.infolist():
-            fixed = zipfile.ZipInfo(entry.filename, date_time=time.gmtime(TIMESTAMP)[:6])
-            fixed.compress_type = entry.compress_type
-            dst.writestr(fixed, src.read(entry))
-    return out.getvalue()
+        db_path = Path(tmp) / "collection.anki2"
+        db = sqlite3.connect(db_path)
+        try:
+            genanki.Package(deck).write_to_db(db.cursor(), TIMESTAMP, itertools.count(TIMESTAMP * 1000))
+            db.commit()
+        finally:
+            db.close()
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as apkg:
+            for name, data in (("collection.anki2", db_path.read_bytes()), ("media", b"{}")):
+                apkg.writestr(zipfile.ZipInfo(name, date_time=time.gmtime(TIMESTAMP)[:6]), data)
+        return out.getvalue()
 
 
 def csv_text(cards: list[Card], site_url: str) -> str:

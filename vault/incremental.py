@@ -18,6 +18,7 @@ kept for the life of the process and keyed by a hash of everything that step rea
 - Compiled templates, by name and a checksum of their source; the theme's static files (a walk of
   Material's ten thousand icons each build), by the theme's directories and the files in those not
   installed as packages (overrides/).
+- mkdocs-jupyter's choice of which files are notebooks, by path, stat and its patterns.
 - A page's front matter, by its source text; and, in vault/vault.py, a note's parse and wikilink
   rendering, by its text, the file set and the headings its links point into.
 - The site directory: MkDocs empties it and writes every file again. Here a file is written only
@@ -53,6 +54,7 @@ from mkdocs.structure.pages import Page
 from mkdocs.structure.toc import AnchorLink, TableOfContents
 from mkdocs.theme import Theme
 from mkdocs.utils import meta
+from mkdocs_jupyter.plugin import Plugin as NotebookPlugin
 from pymdownx.snippets import SnippetPreprocessor
 
 from . import vault
@@ -86,6 +88,8 @@ _original_write_file = utils.write_file
 _original_copy_file = File.copy_file
 _original_post_build = PluginCollection.on_post_build
 _original_add_files_from_theme = Files.add_files_from_theme
+_original_should_include = NotebookPlugin.should_include
+_notebook_choices: dict[tuple, bool] = {}  # (path, its stat, ignore, include) -> whether mkdocs-jupyter takes it
 _theme_files: dict[tuple, list[tuple[str, str]]] = {}  # theme signature -> (path, theme dir) of its static files
 INSTALLED = os.path.realpath(sysconfig.get_paths()["purelib"])
 # Output path -> (what was written: a digest of the bytes, or the source file's stat; the output's stat).
@@ -392,6 +396,19 @@ def _add_files_from_theme(self: Files, env, config) -> None:
             self.append(File(path, directory, config.site_dir, config.use_directory_urls))
 
 
+def _should_include(self: NotebookPlugin, file) -> bool:
+    # mkdocs-jupyter asks this of every file, several times per build, matching each against its
+    # glob patterns (and reading a .md file's front matter when no pattern ignores it). The answer
+    # depends on the path, the file's contents and the patterns, so the file's stat is in the key.
+    path = file.abs_src_path
+    if path is None:
+        return False
+    key = (path, _stat(path), tuple(self.config["ignore"]), tuple(self.config["include"]))
+    if key not in _notebook_choices:
+        _notebook_choices[key] = _original_should_include(self, file)
+    return _notebook_choices[key]
+
+
 def install() -> None:
     """Reuse work from earlier builds in this process (idempotent)."""
     Page.render = _render
@@ -404,6 +421,7 @@ def install() -> None:
     File.copy_file = _copy_file
     PluginCollection.on_post_build = _post_build
     Files.add_files_from_theme = _add_files_from_theme
+    NotebookPlugin.should_include = _should_include
 
 
 def uninstall() -> None:
@@ -417,6 +435,7 @@ def uninstall() -> None:
     File.copy_file = _original_copy_file
     PluginCollection.on_post_build = _original_post_build
     Files.add_files_from_theme = _original_add_files_from_theme
+    NotebookPlugin.should_include = _original_should_include
     reset()
 
 
@@ -436,7 +455,7 @@ def fresh():
 
 def _caches() -> list[dict]:
     return [_cache, _search_entries, _templates.store, _pages, _front_matter, _written, _builds,
-            _theme_files, vault.PARSED, vault.RENDERED]
+            _theme_files, _notebook_choices, vault.PARSED, vault.RENDERED]
 
 
 def reset() -> None:

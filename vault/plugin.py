@@ -145,13 +145,14 @@ class VaultPlugin(BasePlugin):
     @event_priority(100)
     def _content_for_search(self, context, page, config, nav):
         self._rendered_content = page.content
-        page.content = plain_code_blocks(site_math.readable_html(page.content or ""))
+        page.content = searchable(page.content or "")
         return context
 
     @event_priority(-100)
     def _content_for_template(self, context, page, config, nav):
-        content = site_math.render(self._rendered_content or "", functools.partial(math_error, page))
-        page.content = empty_headers_as_cells(content)
+        page.content, errors = typeset_page(self._rendered_content or "")
+        for tex, message in errors:
+            math_error(page, tex, message)
         return context
 
     on_page_context = CombinedEvent(_content_for_search, _content_for_template)
@@ -224,6 +225,21 @@ class VaultPlugin(BasePlugin):
             return
         shim = Path(config["docs_dir"]) / OFFLINE_SHIM if OFFLINE_SHIM in config["extra"].get("polyfills", []) else None
         csp.write_policy(site_dir, self.template_scripts, shim)
+
+
+# Both are functions of the page's HTML alone. Under `make serve` an unchanged page comes back as
+# the very string the last build gave it (vault/incremental.py), so a rebuild looks it up instead.
+@functools.lru_cache(maxsize=4096)
+def searchable(content: str) -> str:
+    return plain_code_blocks(site_math.readable_html(content))
+
+
+@functools.lru_cache(maxsize=4096)
+def typeset_page(content: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The page with its math typeset, and the (TeX, message) of each formula KaTeX rejected."""
+    errors: list[tuple[str, str]] = []
+    html_text = site_math.render(content, lambda tex, message: errors.append((tex, message)))
+    return empty_headers_as_cells(html_text), tuple(errors)
 
 
 def math_error(page, tex: str, message: str) -> None:

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -146,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-livereload", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)-7s -  %(message)s")
+    # Stopped by SIGTERM (a test, `make bench`, a process manager), unwind as after Ctrl-C, so the
+    # site directory in the temp folder is removed; by default the process would just end.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
     serve(args.config_file.resolve(), args.dev_addr, livereload=not args.no_livereload)
     return 0
