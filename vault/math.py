@@ -5,23 +5,25 @@ The Markdown keeps `$...$` (Obsidian renders it); pymdownx.arithmatex wraps it a
 cells keep it as `$...$` in `.jp-RenderedMarkdown`. `render` replaces both with the output of the
 vendored KaTeX (docs/assets/vendor/katex/katex.min.js, run by QuickJS), so a reader's browser runs
 no math script; only katex.min.css and the fonts it uses load, on pages that have math.
-KaTeX costs a few milliseconds per formula: each distinct formula is rendered once per process
-and kept in a small SQLite cache under .cache/, keyed by the KaTeX file's hash and the TeX.
+KaTeX costs a few milliseconds per formula: each distinct formula is rendered once and kept under
+.cache/ (vault/diskcache.py), keyed by the KaTeX file's hash and the TeX.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import json
 import re
-import sqlite3
 import threading
 from html import escape, unescape
 from pathlib import Path
 
+from . import diskcache
+
 ROOT = Path(__file__).resolve().parent.parent
 KATEX_JS = ROOT / "docs" / "assets" / "vendor" / "katex" / "katex.min.js"
-CACHE_FILE = ROOT / ".cache" / "katex.sqlite"
+PYLATEXENC = f"pylatexenc {importlib.metadata.version('pylatexenc')}"
 # arithmatex's generic output: the TeX inside is HTML-escaped.
 ARITHMATEX_RE = re.compile(
     r'<(span|div) class="arithmatex">(?:\\\((?P<inline>.*?)\\\)|\\\[(?P<display>.*?)\\\])</\1>', re.S)
@@ -59,44 +61,9 @@ class Katex:
         return html
 
 
-class Cache:
-    """formula key -> KaTeX HTML, in SQLite so that parallel builds (pytest -n 2) can share it."""
-
-    def __init__(self, path: Path):
-        self.memory: dict[str, str] = {}
-        self.db = None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
-            self.db.execute("CREATE TABLE IF NOT EXISTS katex (key TEXT PRIMARY KEY, html TEXT)")
-            self.db.commit()
-        except (OSError, sqlite3.Error):  # a read-only checkout still builds, only slower
-            self.db = None
-
-    def get(self, key: str) -> str | None:
-        if key in self.memory:
-            return self.memory[key]
-        if self.db is not None:
-            row = self.db.execute("SELECT html FROM katex WHERE key = ?", (key,)).fetchone()
-            if row:
-                self.memory[key] = row[0]
-                return row[0]
-        return None
-
-    def put(self, key: str, html: str) -> None:
-        self.memory[key] = html
-        if self.db is not None:
-            try:
-                self.db.execute("INSERT OR REPLACE INTO katex VALUES (?, ?)", (key, html))
-                self.db.commit()
-            except sqlite3.Error:
-                pass
-
-
 @functools.lru_cache(maxsize=1)
-def _cache() -> tuple[Cache, str]:
-    version = hashlib.sha256(KATEX_JS.read_bytes()).hexdigest()[:16]
-    return Cache(CACHE_FILE), version
+def _katex_version() -> str:
+    return hashlib.sha256(KATEX_JS.read_bytes()).hexdigest()[:16]
 
 
 @functools.lru_cache(maxsize=1)
@@ -107,13 +74,8 @@ def _katex() -> Katex:  # started only when a formula is not in the cache
 def typeset(tex: str, display: bool, output: str = "htmlAndMathml") -> str:
     """KaTeX HTML (with MathML for assistive technology) for one formula; MathError if it is invalid.
     `output="html"` leaves the MathML out and the HTML readable by assistive technology."""
-    cache, version = _cache()
-    key = hashlib.sha256(f"{version}\0{int(display)}\0{output}\0{tex}".encode()).hexdigest()
-    html = cache.get(key)
-    if html is None:
-        html = _katex()(tex, display, output)
-        cache.put(key, html)
-    return html
+    key = diskcache.key(_katex_version(), diskcache.code_version(Katex), str(int(display)), output, tex)
+    return diskcache.named("katex-html").through(key, lambda: _katex()(tex, display, output))
 
 
 def render(html: str, on_error) -> str:
@@ -168,9 +130,14 @@ def _latex_to_text():
     return LatexNodes2Text(math_mode="verbatim")
 
 
-@functools.lru_cache(maxsize=None)
 def readable(tex: str) -> str:
-    """A formula as plain Unicode text for search and result previews: `\\frac{a}{b}` as a/b, σ for \\sigma."""
+    """A formula as plain Unicode text for search and result previews: `\\frac{a}{b}` as a/b, σ for \\sigma.
+    pylatexenc takes about a millisecond a formula, so the text is kept in .cache/ (vault/diskcache.py)."""
+    version = diskcache.code_version(_readable, _latex_to_text)
+    return diskcache.named("readable-math").through(diskcache.key(PYLATEXENC, version, tex), lambda: _readable(tex))
+
+
+def _readable(tex: str) -> str:
     try:
         text = _latex_to_text().latex_to_text(tex)
     except Exception:  # pylatexenc gives up on some constructs: keep the TeX rather than nothing

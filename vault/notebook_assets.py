@@ -16,12 +16,16 @@ import base64
 import binascii
 import functools
 import hashlib
+import importlib.metadata
 import posixpath
 import re
 import struct
+import sys
 from pathlib import Path
 
 import tinycss2
+
+from . import diskcache
 
 STYLE_RE = re.compile(r"<style\b[^>]*>(.*?)</style>", re.S | re.I)
 DATA_PNG_RE = re.compile(r'<img\b([^>]*?)\ssrc="data:image/png;base64,([A-Za-z0-9+/=\s]+)"([^>]*?)\s*/?>')
@@ -32,6 +36,7 @@ SELECTOR_CLASS_RE = re.compile(r"\.(-?[_a-zA-Z][_a-zA-Z0-9-]*)")
 # and the arguments of :not() (a missing class satisfies it) and of :is(), :where(), :has().
 NOT_REQUIRED_RE = re.compile(r"\[[^\]]*\]|\"[^\"]*\"|'[^']*'"
                              r"|:(?:not|is|where|has|-webkit-any|-moz-any)\((?:[^()]|\([^()]*\))*\)")
+TINYCSS2 = f"tinycss2 {importlib.metadata.version('tinycss2')}"
 THEME_CLASS = "md-"  # Material's template and scripts add these classes (a table's scroll wrapper, ...)
 
 
@@ -73,7 +78,13 @@ def used_rules(css: str, classes: set[str]) -> str:
 
 @functools.lru_cache(maxsize=16)  # under `make serve`, a rebuild reuses an unchanged notebook's styles
 def prune_styles(html: str) -> str:
-    """The <style> blocks, in their order, as one block of the rules the page uses, where the first was."""
+    """The <style> blocks, in their order, as one block of the rules the page uses, where the first was.
+    Parsing 590 KB of CSS takes seconds, so the result is kept in .cache/ (vault/diskcache.py)."""
+    key = diskcache.key(diskcache.code_version(sys.modules[__name__]), TINYCSS2, html)
+    return diskcache.named("notebook-styles").through(key, lambda: _prune_styles(html))
+
+
+def _prune_styles(html: str) -> str:
     blocks = STYLE_RE.findall(html)
     if not blocks:
         return html

@@ -19,7 +19,7 @@ from mkdocs.plugins import BasePlugin, CombinedEvent, event_priority
 from mkdocs.structure.files import File, Files
 from mkdocs.utils import get_relative_url
 
-from . import anki, csp, htmlcheck, notebook_assets, practice
+from . import anki, csp, highlight, htmlcheck, notebook_assets, practice
 from . import math as site_math
 from .a11y import empty_headers_as_cells
 from .cards import collect as collect_cards
@@ -49,6 +49,7 @@ class VaultPlugin(BasePlugin):
         self.serving = command == "serve"  # livereload's inline script needs a looser policy there
 
     def on_config(self, config):
+        highlight.install()  # highlighted code from .cache/ for this build (undone in post_build)
         # Material's offline plugin adds iframe-worker from a CDN unless a polyfill named like it is
         # already listed: list the vendored copy. (Runs first: vault comes before offline in mkdocs.yml.)
         offline = config["plugins"].get("material/offline") or config["plugins"].get("offline")
@@ -210,7 +211,11 @@ class VaultPlugin(BasePlugin):
             return csp.with_meta(output_content, csp.SERVE_POLICY)
         return output_content
 
+    def on_build_error(self, error):
+        highlight.uninstall()
+
     def on_post_build(self, config):
+        highlight.uninstall()
         # After the search plugin wrote its index (it is listed first), before offline inlines it.
         site_dir = Path(config["site_dir"])
         index_file = site_dir / "search" / "search_index.json"
