@@ -322,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     if "served" in real:
         cold = statistics.median([real["cold"], real["cold_after"]])
         served = statistics.median(real["served"])
-        print(f"\nA cold `mkdocs build` (a new process, imports included): {real['cold']:.2f} s and "
+        print(f"\nA cold `mkdocs build` (a new process, imports included; .cache/ as the builds before it left "
+              f"it, as on a contributor's machine): {real['cold']:.2f} s and "
               f"{real['cold_after']:.2f} s. One note saved under `make serve` until the page shows it: median "
               f"{served:.2f} s of {', '.join(f'{t:.2f}' for t in real['served'])} s, "
               f"{served / cold:.2f}× a cold build (target ≤ 0.25×).")
