@@ -64,3 +64,21 @@ def test_serve_serves_the_site(tmp_path):
         proc.wait(timeout=20)
     # Stopped as a test, `make bench` or a process manager stops it (SIGTERM), it removes its site.
     assert list(tmp_path.iterdir()) == []
+
+
+def test_serve_stops_on_sigterm_in_the_middle_of_a_build(tmp_path):
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1", TMPDIR=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-m", "vault.serve", "-a", f"127.0.0.1:{free_port()}", "--no-livereload"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.iterdir()) and time.monotonic() < deadline:  # its site directory: building
+            time.sleep(0.1)
+        time.sleep(2)  # well into the first build, which takes ten seconds or more
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        proc.terminate()
+        proc.wait(timeout=30)  # a build that caught the signal as a build error would serve on
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert list(tmp_path.iterdir()) == []

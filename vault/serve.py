@@ -103,7 +103,8 @@ def serve(config_file: Path, dev_addr: str, livereload: bool = True) -> None:
         logging.getLogger("mkdocs").addHandler(problems)
         try:
             build(config, serve_url=serve_url)
-        except BaseException as error:  # a strict build's Abort, or a plugin's exception
+        except Exception as error:  # a strict build's Abort, or a plugin's exception (Ctrl-C and SIGTERM
+            # are not Exceptions: they stop the server even in the middle of a build)
             if not problems.messages:
                 problems.messages.append(f"{type(error).__name__}: {error}")
             show_problems(site_dir, problems.messages)
