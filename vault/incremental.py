@@ -29,7 +29,10 @@ kept for the life of the process and keyed by a hash of everything that step rea
 
 Everything else (the plugins' events, the tags listings, backlinks, the search index file, the
 deck and handout) still runs on every build, so a rebuild writes what a full build would:
-tests/test_incremental.py compares every file after a sequence of edits.
+tests/test_incremental.py compares every file after a sequence of edits. Some of it looks up pure
+results in caches of its own, which `fresh()` leaves alone since they cannot change an output: a
+page's search text and typeset math (vault/plugin.py), the deck's archive (vault/anki.py), and
+what vault/diskcache.py keeps in .cache/ for every build.
 """
 from __future__ import annotations
 
