@@ -212,7 +212,7 @@ class Checker:
             proof = claims.read_proof(text)
         except SyntaxError as exc:
             self.add(rel, exc.lineno or 1, f"snippet does not parse: {exc.msg}")
-            return claims.SnippetProof([], [], [])
+            return claims.SnippetProof((), (), ())
         for line, message in proof.problems:
             self.add(rel, line, message)
         if not proof.proof_lines:

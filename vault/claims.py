@@ -18,6 +18,7 @@ The text is plain Markdown on the page: nothing in the prose is a placeholder.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import json
 import math
@@ -172,12 +173,12 @@ class StaticClaim:
     line: int
 
 
-@dataclass
+@dataclass(frozen=True)
 class SnippetProof:
     """What a snippet file proves: its claim() calls and the lines of its real assertions."""
-    claims: list[StaticClaim]
-    proof_lines: list[int]  # lines of claims, asserts of a non-constant, and assert_* calls
-    problems: list[tuple[int, str]]
+    claims: tuple[StaticClaim, ...]
+    proof_lines: tuple[int, ...]  # lines of claims, asserts of a non-constant, and assert_* calls
+    problems: tuple[tuple[int, str], ...]
 
 
 def _is_claim_call(node: ast.AST) -> bool:
@@ -196,6 +197,8 @@ def _is_assert_call(node: ast.AST) -> bool:
     return name.startswith("assert")
 
 
+# A pure function of the text, kept: the checker's tests run it on many copies of the same vault.
+@functools.lru_cache(maxsize=512)
 def read_proof(source: str) -> SnippetProof:
     tree = ast.parse(source)
     claims, lines, problems = [], [], []
@@ -220,9 +223,10 @@ def read_proof(source: str) -> SnippetProof:
             claims.append(StaticClaim(first.value, node.lineno))
         elif _is_assert_call(node):
             lines.append(node.lineno)
-    return SnippetProof(claims, sorted(lines), problems)
+    return SnippetProof(tuple(claims), tuple(sorted(lines)), tuple(problems))
 
 
+@functools.lru_cache(maxsize=256)  # shows() asks once per claim, many claims a page
 def _prose(markdown: str) -> str:
     """The page text a reader sees: fenced code (the snippet inclusions) blanked out, inline code kept."""
     from .source import mask_fenced  # here, so that snippets importing claim() skip Markdown's import
