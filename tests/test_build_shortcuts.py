@@ -35,10 +35,11 @@ def test_memoised_navigation_matches_material_page_by_page(tmp_path, monkeypatch
     monkeypatch.setattr(vault.plugin, "NAV_GROUP_SIZE", 4)  # 6 notes a section: two groups each
     project = make_vault(tmp_path / "vault", 60, ROOT)
 
-    hits = []
+    hits, made = [], []
 
     def counting():
         memoised = memoised_nav_item()
+        made.append(memoised)
 
         def render_item(context, render, *args):
             drawn = []
@@ -55,6 +56,8 @@ def test_memoised_navigation_matches_material_page_by_page(tmp_path, monkeypatch
     plain = build_pages(project, tmp_path / "plain")
 
     assert sum(hits) > len(memoised) * 5, "the cache should serve most top-level sections"
+    # 60 notes in groups of 4 and 2: all but the first page of each group reuse their section.
+    assert sum(m.reused["current section"] for m in made) >= 35
     assert memoised.keys() == plain.keys() and len(plain) > 60
     differing = [name for name in plain if memoised[name] != plain[name]]
     assert not differing, f"navigation differs on {len(differing)} pages, e.g. {differing[:3]}"

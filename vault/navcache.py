@@ -4,12 +4,18 @@ Material draws the whole navigation into every page. A top-level section that do
 current page comes out the same on every page whose links to it are the same, and with
 `navigation.sections` every such section is drawn expanded (its groups included), so drawing it
 per page costs pages x pages. `overrides/partials/nav-item.html` routes Material's top-level
-`render` through `memoised_nav_item`, which keeps the HTML of those sections. Anything that holds
-the current page, and every single page link, is still drawn by Material's own macro.
+`render` through `memoised_nav_item`, which keeps the HTML of those sections.
+
+The section that holds the current page is drawn by Material once per group of pages (the page's
+parent in the navigation) and the folder its links start from. Its siblings' pages then reuse that
+HTML with two page links swapped, each drawn by Material's own macro: the first page's link, which
+Material drew as the current one, and the sibling's own link, drawn as current instead. Whatever
+cannot be swapped exactly (a link that is not found once, an index page) is drawn by Material.
 """
 from __future__ import annotations
 
 import posixpath
+from collections import Counter
 
 import jinja2
 
@@ -24,10 +30,28 @@ def first_part(path: str) -> str:
     return path.split("/", 1)[0]
 
 
+CURRENT = "\x00vault-nav-current-page\x00"  # stands for the current page's link in a kept section
+
+
+def pages_under(section) -> list:
+    parts, stack = [], [section]
+    while stack:
+        item = stack.pop()
+        if item.children:
+            stack.extend(item.children)
+        elif getattr(item, "url", None) is not None:
+            parts.append(item)
+    return parts
+
+
 def memoised_nav_item():
-    """A Jinja global: `vault_nav_item(render, nav_item, path, level[, parent])`, memoised."""
+    """A Jinja global: `vault_nav_item(render, nav_item, path, level[, parent])`, memoised.
+    Its `reused` counter says how often each kind of kept HTML served a page."""
     drawn: dict[tuple, str] = {}
     folders: dict[int, frozenset[str]] = {}  # section -> first URL part of every page under it
+    below: dict[int, Counter] = {}  # section -> how many of its pages' folders are at or under each folder
+    current: dict[tuple, tuple] = {}  # (section, ..., group, link base) -> (HTML, its page, sibling links)
+    reused: Counter = Counter()
 
     def top_folders(section) -> frozenset[str]:
         if id(section) not in folders:
@@ -50,15 +74,63 @@ def memoised_nav_item():
         # A link from `here` to a page outside its top folder is "../" per folder level, then the URL.
         return id(nav_item), path, level, here.count("/") + 1 if here else 0
 
+    def link_base(section, page) -> tuple:
+        """Pages of `section` with the same base get the same relative links to its other pages."""
+        if id(section) not in below:
+            counts = Counter()
+            for item in pages_under(section):
+                folder = page_dir(item.url)
+                while folder:
+                    counts[folder] += 1
+                    folder = posixpath.dirname(folder)
+            below[id(section)] = counts
+        here = page_dir(page.url)
+        if here and below[id(section)][here] == 1:  # only this page's folder: links start with "../"
+            return "parent", posixpath.dirname(here)
+        return "same", here
+
+    def current_key(nav_item, page, path, level):
+        if page is None or not nav_item.children or not nav_item.active or page.parent is None \
+                or page.children:
+            return None
+        return id(nav_item), path, level, id(page.parent), link_base(nav_item, page)
+
+    def keep_current(html, render, page, k) -> None:
+        """Keep a section drawn for `page`, if its links can be swapped exactly."""
+        mine = render(page, "", 0)  # a page link's HTML does not depend on its path or level
+        siblings = {id(item): render(item, "", 0) for item in page.parent.children
+                    if not item.children and item is not page}
+        if html.count(mine) == 1 and all(html.count(link) == 1 for link in siblings.values()):
+            current[k] = html.replace(mine, CURRENT), page, siblings
+
+    def from_kept(render, page, k) -> str | None:
+        html, first, siblings = current[k]
+        if id(page) not in siblings:
+            return None
+        reused["current section"] += 1
+        return html.replace(siblings[id(page)], render(page, "", 0), 1).replace(CURRENT, render(first, "", 0), 1)
+
     @jinja2.pass_context
     def render_item(context, render, nav_item, path, level, parent=None):
         args = (nav_item, path, level) if parent is None or isinstance(parent, jinja2.Undefined) \
             else (nav_item, path, level, parent)
-        k = key(nav_item, context.get("page"), path, level)
+        page = context.get("page")
+        k = current_key(nav_item, page, path, level)
+        if k is not None:
+            html = from_kept(render, page, k) if k in current else None
+            if html is None:
+                html = render(*args)
+                if k not in current:
+                    keep_current(html, render, page, k)
+            return html
+        k = key(nav_item, page, path, level)
         if k is None:
             return render(*args)
         if k not in drawn:
             drawn[k] = render(*args)
+        else:
+            reused["other section"] += 1
         return drawn[k]
 
+    render_item.reused = reused
     return render_item
