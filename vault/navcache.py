@@ -34,14 +34,14 @@ CURRENT = "\x00vault-nav-current-page\x00"  # stands for the current page's link
 
 
 def pages_under(section) -> list:
-    parts, stack = [], [section]
+    pages, stack = [], [section]
     while stack:
         item = stack.pop()
         if item.children:
             stack.extend(item.children)
         elif getattr(item, "url", None) is not None:
-            parts.append(item)
-    return parts
+            pages.append(item)
+    return pages
 
 
 def memoised_nav_item():
@@ -50,19 +50,12 @@ def memoised_nav_item():
     drawn: dict[tuple, str] = {}
     folders: dict[int, frozenset[str]] = {}  # section -> first URL part of every page under it
     below: dict[int, Counter] = {}  # section -> how many of its pages' folders are at or under each folder
-    current: dict[tuple, tuple] = {}  # (section, ..., group, link base) -> (HTML, its page, sibling links)
+    current: dict[tuple, tuple | None] = {}  # (section, ..., group, link base) -> (HTML, its page, sibling links)
     reused: Counter = Counter()
 
     def top_folders(section) -> frozenset[str]:
         if id(section) not in folders:
-            parts, stack = set(), [section]
-            while stack:
-                item = stack.pop()
-                if item.children:
-                    stack.extend(item.children)
-                elif getattr(item, "url", None) is not None:
-                    parts.add(first_part(page_dir(item.url)))
-            folders[id(section)] = frozenset(parts)
+            folders[id(section)] = frozenset(first_part(page_dir(p.url)) for p in pages_under(section))
         return folders[id(section)]
 
     def key(nav_item, page, path, level):
@@ -95,20 +88,15 @@ def memoised_nav_item():
             return None
         return id(nav_item), path, level, id(page.parent), link_base(nav_item, page)
 
-    def keep_current(html, render, page, k) -> None:
-        """Keep a section drawn for `page`, if its links can be swapped exactly."""
+    def kept_section(html, render, page) -> tuple | None:
+        """A section drawn for `page`, with what it takes to swap its links; None if they cannot be
+        swapped exactly."""
         mine = render(page, "", 0)  # a page link's HTML does not depend on its path or level
         siblings = {id(item): render(item, "", 0) for item in page.parent.children
                     if not item.children and item is not page}
         if html.count(mine) == 1 and all(html.count(link) == 1 for link in siblings.values()):
-            current[k] = html.replace(mine, CURRENT), page, siblings
-
-    def from_kept(render, page, k) -> str | None:
-        html, first, siblings = current[k]
-        if id(page) not in siblings:
-            return None
-        reused["current section"] += 1
-        return html.replace(siblings[id(page)], render(page, "", 0), 1).replace(CURRENT, render(first, "", 0), 1)
+            return html.replace(mine, CURRENT), page, siblings
+        return None
 
     @jinja2.pass_context
     def render_item(context, render, nav_item, path, level, parent=None):
@@ -117,11 +105,15 @@ def memoised_nav_item():
         page = context.get("page")
         k = current_key(nav_item, page, path, level)
         if k is not None:
-            html = from_kept(render, page, k) if k in current else None
-            if html is None:
-                html = render(*args)
-                if k not in current:
-                    keep_current(html, render, page, k)
+            kept = current.get(k)
+            if kept is not None and id(page) in kept[2]:
+                html, first, siblings = kept
+                reused["current section"] += 1
+                return html.replace(siblings[id(page)], render(page, "", 0), 1) \
+                           .replace(CURRENT, render(first, "", 0), 1)
+            html = render(*args)
+            if k not in current:  # tried once per key
+                current[k] = kept_section(html, render, page)
             return html
         k = key(nav_item, page, path, level)
         if k is None:
