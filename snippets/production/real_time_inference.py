@@ -78,11 +78,14 @@ claim("15 FLOP/byte", intensity(32))        # batch 32: each weight read is used
 
 
 def per_call_ms(fn, batch, calls: int) -> float:
-    """Mean wall time of fn(batch) over `calls` back-to-back calls, in ms."""
-    start = time.perf_counter()
+    """Mean time of fn(batch) over `calls` back-to-back calls, in ms: CPU time of this thread, which
+    does all the work here (one intra-op thread in torch and in ONNX Runtime). On an idle core it is
+    the wall time; on a busy machine it leaves out the time the thread waits for a core, which would
+    otherwise fall most on the slowest calls and inflate every speed-up."""
+    start = time.thread_time()
     for _ in range(calls):
         fn(batch)
-    return 1e3 * (time.perf_counter() - start) / calls
+    return 1e3 * (time.thread_time() - start) / calls
 
 
 def state_bytes(m: nn.Module) -> int:
