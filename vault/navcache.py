@@ -1,4 +1,4 @@
-"""Draw each top-level navigation section once per page depth, not once per page.
+"""Draw the navigation's sections once and reuse them, not once per page.
 
 Material draws the whole navigation into every page. A top-level section that does not hold the
 current page comes out the same on every page whose links to it are the same, and with
@@ -9,8 +9,9 @@ per page costs pages x pages. `overrides/partials/nav-item.html` routes Material
 The section that holds the current page is drawn by Material once per group of pages (the page's
 parent in the navigation) and the folder its links start from. Its siblings' pages then reuse that
 HTML with two page links swapped, each drawn by Material's own macro: the first page's link, which
-Material drew as the current one, and the sibling's own link, drawn as current instead. Whatever
-cannot be swapped exactly (a link that is not found once, an index page) is drawn by Material.
+Material drew as the current one, and the sibling's own link, drawn as current instead. A section's
+index page (drawn as the section's own link, not as one of its pages) and a link that is not found
+exactly once are not swapped: those pages are drawn by Material.
 """
 from __future__ import annotations
 
@@ -84,19 +85,20 @@ def memoised_nav_item():
 
     def current_key(nav_item, page, path, level):
         if page is None or not nav_item.children or not nav_item.active or page.parent is None \
-                or page.children:
+                or page.children or page.is_index:
             return None
         return id(nav_item), path, level, id(page.parent), link_base(nav_item, page)
 
     def kept_section(html, render, page) -> tuple | None:
-        """A section drawn for `page`, with what it takes to swap its links; None if they cannot be
-        swapped exactly."""
+        """A section drawn for `page`, with the sibling links that can be swapped into it exactly;
+        None if the page's own link cannot."""
         mine = render(page, "", 0)  # a page link's HTML does not depend on its path or level
+        if html.count(mine) != 1:
+            return None
         siblings = {id(item): render(item, "", 0) for item in page.parent.children
                     if not item.children and item is not page}
-        if html.count(mine) == 1 and all(html.count(link) == 1 for link in siblings.values()):
-            return html.replace(mine, CURRENT), page, siblings
-        return None
+        swappable = {k: link for k, link in siblings.items() if html.count(link) == 1}  # not the index's
+        return html.replace(mine, CURRENT), page, swappable
 
     @jinja2.pass_context
     def render_item(context, render, nav_item, path, level, parent=None):
