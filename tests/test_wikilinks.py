@@ -112,6 +112,24 @@ def test_build_keeps_code_literal_and_links_prose(small_project):
     assert re.search(r'<a href="../test-page/">Test page</a>', backlinks)
 
 
+
+def test_backlinks_are_written_into_the_html_escaped_and_only_where_marked(small_project):
+    # The list is added after Markdown ran (vault/plugin.py), so its titles are escaped by the
+    # plugin, and a comment a note writes itself, even one like the plugin's mark, stays as written.
+    project = small_project
+    add_note(project, "section-01/Tips & tricks.md",
+             "# Tips & tricks\n\nSee [[Synthetic note 00001]].\n\n<!-- vault-linked-from -->\n")
+    proc = build(project)
+    assert proc.returncode == 0, proc.stderr
+    target = (project / "site/section-01/synthetic-note-00001/index.html").read_text(encoding="utf-8")
+    backlinks = target[target.index('id="linked-from"'):]
+    listed = re.search(r"</h2>\s*<ul>\n(.*?)\n</ul>", backlinks, re.S)
+    assert listed, backlinks[:400]
+    assert '<li><a href="../tips-tricks/">Tips &amp; tricks</a></li>' in listed.group(1)
+    assert "vault-linked-from" not in target
+    tips = (project / "site/section-01/tips-tricks/index.html").read_text(encoding="utf-8")
+    assert "<!-- vault-linked-from -->" in tips
+
 def test_build_fails_on_broken_wikilinks_naming_each(small_project):
     # Both kinds of broken link in one build: the strict build reports every warning before it fails.
     project = small_project

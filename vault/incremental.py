@@ -6,8 +6,9 @@ runs a whole build on every save. `install()` wraps the steps that cost most, ea
 kept for the life of the process and keyed by a hash of everything that step reads:
 
 - `Page.render` (Markdown to HTML, where Pygments highlights the snippet code): the page's Markdown
-  as the plugins left it (resolved wikilinks, backlinks and the meta line are in it), its URL, the
-  Markdown configuration and every file's URL (relative links resolve against them). The files
+  as the plugins left it (resolved wikilinks and the meta line are in it; the backlinks list is
+  added to the HTML after it, on every build), its URL, the Markdown configuration and every
+  file's URL (relative links resolve against them). The files
   pymdownx.snippets read are recorded with a hash of their contents, and an entry is reused only
   while each still hashes the same, so a snippet edit re-renders exactly the pages that include it.
   The warnings a render logged are logged again when it is reused, so a strict build still fails.
