@@ -40,10 +40,13 @@ log = logging.getLogger("mkdocs.plugins.vault")
 NAV_GROUP_SIZE = 40
 H1_RE = re.compile(r"^# .*$", re.M)
 OFFLINE_SHIM = "assets/vendor/iframe-worker/shim.js"
-# Where a page's "Linked from" list goes. The list is written as HTML after Markdown ran, since
-# Markdown would only parse its links back out of it (at 1,000 notes that costs ~5 s of a build).
-# One value per process, so that under `make serve` an unchanged page's Markdown stays the same.
-BACKLINKS_MARK = f"<!-- vault-linked-from-{secrets.token_hex(8)} -->"
+# Where a page's meta line and "Linked from" list go. Both are written as HTML after Markdown ran,
+# since Markdown would only parse them back out (at 1,000 notes the list alone cost ~5 s of a build).
+# The nonce is one value per process, so that under `make serve` an unchanged page's Markdown stays
+# the same, and no note can write a mark by hand.
+_NONCE = secrets.token_hex(8)
+META_MARK = f"<!-- vault-meta-{_NONCE} -->"
+BACKLINKS_MARK = f"<!-- vault-linked-from-{_NONCE} -->"
 
 
 class VaultPlugin(BasePlugin):
@@ -134,11 +137,10 @@ class VaultPlugin(BasePlugin):
         else:  # another plugin changed the text (or it is generated): render what MkDocs gave us
             src = Source(path=uri, text=markdown, body=markdown)
             markdown, _ = render(uri, src, find_wikilinks(src), self.vault.index, self.vault.headings_of)
-        meta_line = self.meta_line(page.meta)
-        if meta_line:
+        if self.meta_line(page.meta):
             m = H1_RE.search(markdown)
             at = m.end() if m else 0
-            markdown = f"{markdown[:at]}\n\n{meta_line}\n\n{markdown[at:].lstrip(chr(10))}"
+            markdown = f"{markdown[:at]}\n\n{META_MARK}\n\n{markdown[at:].lstrip(chr(10))}"
         if self.vault.backlinks.get(uri) and uri != HOME:
             markdown = f"{markdown.rstrip()}\n\n## Linked from {{ #linked-from }}\n\n{BACKLINKS_MARK}\n"
         return markdown
@@ -177,8 +179,10 @@ class VaultPlugin(BasePlugin):
             log.warning(str(problem))
         return htmlcheck.withheld(problems) if problems else html_text
 
-    def _backlinks(self, html_text: str, page, config, files):
-        """The "Linked from" list, where on_page_markdown left its mark (after the note's own text)."""
+    def _meta_and_backlinks(self, html_text: str, page, config, files):
+        """The meta line and the "Linked from" list, where on_page_markdown left their marks."""
+        if META_MARK in html_text:
+            html_text = html_text.replace(META_MARK, self.meta_line(page.meta), 1)
         before, mark, after = html_text.rpartition(BACKLINKS_MARK)
         if not mark:
             return html_text
@@ -199,7 +203,7 @@ class VaultPlugin(BasePlugin):
             return html_text
         return notebook_assets.extract(html_text, Path(config["site_dir"]), page.file.dest_uri)
 
-    on_page_content = CombinedEvent(_check_html, _backlinks, _practice_data, _notebook_assets)
+    on_page_content = CombinedEvent(_check_html, _meta_and_backlinks, _practice_data, _notebook_assets)
 
     @staticmethod
     def meta_line(meta: dict) -> str:
