@@ -145,33 +145,3 @@ def raw_math(page) -> list[str]:
     }""")
     found = [frag for frag in ("$$", "\\(", "\\[", "\\begin{") if frag in text]
     return found + (["$"] if "$" in cells and "$$" not in found else [])
-
-
-
-# The site's CSS lets the browser skip the blocks of a long page that are off screen (content-visibility
-# in kb.css): their text has no rendering to measure, and axe leaves it unchecked ("incomplete") rather
-# than failed. A check of what a reader sees first puts every block on screen, as a reader scrolling does.
-ARTICLE_BOTTOM = "() => Math.ceil(document.querySelector('.md-content').getBoundingClientRect().bottom + scrollY)"
-
-
-def draw_whole_page(page) -> None:
-    """Make the viewport as tall as the article, until drawing the blocks stops changing its height."""
-    width, height = page.viewport_size["width"], page.viewport_size["height"]
-    for _ in range(6):
-        bottom = page.evaluate(ARTICLE_BOTTOM)
-        if bottom + 100 <= height:
-            return
-        height = bottom + 400
-        page.set_viewport_size({"width": width, "height": height})
-        page.wait_for_timeout(100)
-    raise AssertionError(f"{page.url}: the page's height did not settle")
-
-
-# Containment off, through the CSSOM (which the page's Content-Security-Policy allows, unlike a <style>).
-UNCONTAIN = """() => { for (const e of document.querySelectorAll('*'))
-  if (getComputedStyle(e).contentVisibility !== 'visible')
-    e.style.setProperty('content-visibility', 'visible', 'important'); }"""
-
-
-def uncontain(page) -> None:
-    page.evaluate(UNCONTAIN)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import pytest
 
-from .browser import draw_whole_page, raw_math, settle, watch
+from .browser import raw_math, settle, watch
 from .conftest import ROOT
 from .test_browser import html_pages
 
@@ -30,7 +30,6 @@ SHARES = 4  # so that test workers split the pages
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 COLOUR_RULES = ["color-contrast", "link-in-text-block"]
 EXCLUDE = [[".katex-html"]]
-PHONE = {"width": 412, "height": 823}
 
 # Marks the visible text elements whose rendering is new (data-kb-fresh) and returns their keys.
 MARK_FRESH = """(seen) => {
@@ -75,7 +74,6 @@ def structure_violations(page) -> list[str]:
 
 def colour_violations(page, seen: set[str]) -> list[str]:
     """The colour rules on the elements rendered in a way not yet in `seen` (which grows)."""
-    draw_whole_page(page)
     fresh = page.evaluate(MARK_FRESH, sorted(seen))
     seen.update(fresh)
     if not fresh:
@@ -105,7 +103,7 @@ def test_every_page_loads_cleanly_renders_and_passes_axe(browser, site, share):
     url, root = site
     pages = html_pages(root)
     assert len(pages) >= 60
-    context = browser.new_context(color_scheme="light", viewport=PHONE)
+    context = browser.new_context(color_scheme="light", viewport={"width": 412, "height": 823})
     page = context.new_page()
     visit = watch(page, url)
     seen: dict[str, set[str]] = {"light": set(), "dark": set()}
@@ -115,7 +113,6 @@ def test_every_page_loads_cleanly_renders_and_passes_axe(browser, site, share):
         page.goto(url + rel)
         if not settle(page, network_idle=False) or raw_math(page):  # axe then runs for a second or more
             unrendered.append(rel)
-        draw_whole_page(page)  # axe leaves what is in a block skipped off screen unchecked, not failed
         load_axe(page)
         found += [f"{rel}: {v}" for v in structure_violations(page)]  # structure does not depend on the palette
         assert palette_of(page) == opens_in, f"{rel} opened in {palette_of(page)}, not in the palette chosen last"
@@ -124,7 +121,6 @@ def test_every_page_loads_cleanly_renders_and_passes_axe(browser, site, share):
         opens_in = "slate" if opens_in == "default" else "default"
         toggle_palette(page, opens_in)  # as a reader does, with the header's toggle: no reload
         found += [f"{rel} ({second}): {v}" for v in colour_violations(page, seen[second])]
-        page.set_viewport_size(PHONE)
     context.close()
     assert not visit.problems, visit.problems
     assert not unrendered, f"math or diagrams did not render on {unrendered}"

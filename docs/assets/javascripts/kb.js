@@ -76,20 +76,10 @@
   // Accessibility fixes that need the rendered page: scrollable blocks without focusable content
   // become focusable (keyboard users can scroll them), and navigation landmarks get the name of the
   // label that heads them, so that each is told apart.
-  var SCROLLABLE = ".highlight-ipynb, .jp-OutputArea-output pre, .md-typeset__scrollwrap, div.arithmatex";
-  function focusableIfItScrolls(el) {
-    if (!el.hasAttribute("tabindex") && el.scrollWidth > el.clientWidth) el.setAttribute("tabindex", "0");
-  }
-  // A block that the browser skips while it is off screen (content-visibility in kb.css) has no width
-  // to measure yet: it is measured when it is first drawn.
-  document.addEventListener("contentvisibilityautostatechange", function (event) {
-    if (event.skipped) return;
-    if (event.target.matches(SCROLLABLE)) focusableIfItScrolls(event.target);
-    event.target.querySelectorAll(SCROLLABLE).forEach(focusableIfItScrolls);
-  }, true);
-
   function accessible() {
-    document.querySelectorAll(SCROLLABLE).forEach(focusableIfItScrolls);
+    document.querySelectorAll(".highlight-ipynb, .jp-OutputArea-output pre, .md-typeset__scrollwrap, div.arithmatex").forEach(function (el) {
+      if (!el.hasAttribute("tabindex") && el.scrollWidth > el.clientWidth) el.setAttribute("tabindex", "0");
+    });
     document.querySelectorAll("nav.md-tags:not([aria-label])").forEach(function (nav) { nav.setAttribute("aria-label", "Tags"); });
     document.querySelectorAll("nav.md-code__nav:not([aria-label])").forEach(function (nav, i) {
       nav.setAttribute("aria-label", "Code block " + (i + 1));
