@@ -122,6 +122,27 @@ def test_dark_light_toggle(browser, site):
     assert {first, scheme()} == {"default", "slate"}
     page.locator("label.md-header__button[for^='__palette_']:visible").click()
     page.wait_for_function(f"() => document.body.getAttribute('data-md-color-scheme') === '{first}'")
+    # From the keyboard: Enter on the focused toggle switches (kb.js runs it, not Material's bundle).
+    page.locator("input.md-option:checked").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"() => document.body.getAttribute('data-md-color-scheme') !== '{first}'")
+    # The choice is remembered: the next page opens in it.
+    chosen = scheme()
+    page.goto(url + "classical-cv/ransac/")
+    assert scheme() == chosen
+
+
+def test_tables_come_wrapped_from_the_build(browser, site):
+    url, _ = site
+    page, visit = open_page(browser, url + "deep-learning/backpropagation/", url)
+    assert page.locator("article table.kb-table").count() >= 1
+    # Material's script would wrap a bare table again once the page loads (restyling the article).
+    assert page.locator("article table:not([class])").count() == 0
+    assert page.locator(".md-typeset__scrollwrap .md-typeset__scrollwrap").count() == 0
+    cell = page.locator("article table.kb-table td").first
+    assert cell.evaluate("td => getComputedStyle(td).borderTopStyle") == "solid"
+    assert cell.evaluate("td => parseFloat(getComputedStyle(td).paddingLeft)") > 0
+    assert not visit.problems
 
 
 def test_code_blocks_have_a_copy_button(browser, site):

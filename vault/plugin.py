@@ -28,6 +28,7 @@ from .navcache import memoised_nav_item
 from .search import plain_code_blocks
 from .search import refine as refine_search_index
 from .source import Source
+from .tables import wrapped_tables
 from .urls import clean_dest_uri
 from .vault import HOME, Vault
 from .wikilinks import find_wikilinks, render
@@ -259,10 +260,10 @@ def searchable(content: str) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def typeset_page(content: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """The page with its math typeset, and the (TeX, message) of each formula KaTeX rejected."""
+    """The page with its math typeset and its tables wrapped, and the (TeX, message) of each formula KaTeX rejected."""
     errors: list[tuple[str, str]] = []
     html_text = site_math.render(content, lambda tex, message: errors.append((tex, message)))
-    return empty_headers_as_cells(html_text), tuple(errors)
+    return wrapped_tables(empty_headers_as_cells(html_text)), tuple(errors)
 
 
 def math_error(page, tex: str, message: str) -> None:

@@ -124,6 +124,54 @@
 
   window.kbMathStyles = mathStyles;
 
+  // The header's palette toggle (overrides/partials/palette.html says why Material's code does not
+  // run it). The choice is kept as Material keeps it, so Material's early script in the page's
+  // <body> applies it before the first paint of the next page. <body> is only written to when a
+  // value changes: each change restyles the whole page.
+  function palette() {
+    var form = document.querySelector("form[data-kb-palette]");
+    if (!form) return;
+    var inputs = [].slice.call(form.querySelectorAll("input"));
+    function apply(index) {
+      var input = inputs[index];
+      var color = {};
+      var body = document.body;
+      ["media", "scheme", "primary", "accent"].forEach(function (key) {
+        color[key] = input.getAttribute("data-md-color-" + key);
+        if (key === "media" || body.getAttribute("data-md-color-" + key) === color[key]) return;
+        // Material's stylesheet turns transitions off while this is set: the colours change at once,
+        // not over 125 ms. It is taken off after the next frame has been styled.
+        if (!body.hasAttribute("data-md-color-switching")) {
+          body.setAttribute("data-md-color-switching", "");
+          requestAnimationFrame(function () {
+            requestAnimationFrame(function () { body.removeAttribute("data-md-color-switching"); });
+          });
+        }
+        body.setAttribute("data-md-color-" + key, color[key]);
+      });
+      input.checked = true;
+      inputs.forEach(function (other, i) {
+        var label = other.nextElementSibling;
+        if (label && label.tagName === "LABEL") label.hidden = i !== index;
+      });
+      window.__md_set("__palette", { index: index, color: color });
+    }
+    var stored = window.__md_get("__palette");
+    var index = stored ? stored.index : inputs.findIndex(function (input) {
+      return matchMedia(input.getAttribute("data-md-color-media")).matches;
+    });
+    apply(Math.max(0, Math.min(index, inputs.length - 1)));
+    inputs.forEach(function (input, i) { input.addEventListener("change", function () { apply(i); }); });
+    form.addEventListener("keydown", function (event) {  // Enter on the focused toggle switches, as in Material
+      if (event.key !== "Enter") return;
+      event.preventDefault();
+      var next = inputs[(inputs.indexOf(document.activeElement) + 1) % inputs.length];
+      next.click();
+      next.focus();
+    });
+  }
+  palette();
+
   // document$ fires on every instant-navigation page change, but not on file:// (the offline copy),
   // so the first page is also rendered on load.
   if (window.document$) window.document$.subscribe(renderPage);
