@@ -156,8 +156,9 @@
       });
       window.__md_set("__palette", { index: index, color: color });
     }
-    var stored = window.__md_get("__palette");
-    var index = stored ? stored.index : inputs.findIndex(function (input) {
+    var stored = null;
+    try { stored = window.__md_get("__palette"); } catch (e) { /* storage blocked or unreadable */ }
+    var index = stored && typeof stored.index === "number" ? stored.index : inputs.findIndex(function (input) {
       return matchMedia(input.getAttribute("data-md-color-media")).matches;
     });
     apply(Math.max(0, Math.min(index, inputs.length - 1)));
