@@ -20,4 +20,3 @@ def test_tables_with_a_class_and_nested_tables_are_left_as_they_are():
 def test_attributes_are_kept():
     wrapped = f'{WRAP_OPEN}<table class="kb-table" id="t">x</table>{WRAP_CLOSE}'
     assert wrapped_tables('<table id="t">x</table>') == wrapped
-

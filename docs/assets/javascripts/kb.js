@@ -1,5 +1,7 @@
-// Loads KaTeX's stylesheet and Mermaid from the site's own assets, only on pages that contain math or diagrams.
-// Material's instant navigation swaps pages without a reload, so this runs on every page change.
+// The site's own page script. On every page change (Material's instant navigation swaps pages without a
+// reload) it loads KaTeX's stylesheet and Mermaid from the site's own assets, only on pages that contain
+// math or diagrams, starts practice mode, and applies accessibility fixes. Once per load it runs the
+// header's palette toggle.
 (function () {
   var scriptUrl = document.currentScript.src;
   var vendor = new URL("../vendor/", scriptUrl).href;
